@@ -1,0 +1,25 @@
+"""rbp: backpropagation research toolkit.
+
+Static backprop (:class:`MLP`, :class:`StaticTrainer`), recurrent backprop
+in the Almeida-Pineda form (:class:`FixedPointNet`) and backprop through time
+(:class:`ElmanRNN`), trained by :class:`RecurrentTrainer`, all on one shared
+gradient core (:mod:`rbp.core`).
+"""
+
+from . import data
+from .core import ConvergenceWarning, NonConvergenceError, Status, check_grad
+from .core.loop import Trainer
+from .static import MLP, StaticTrainer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MLP",
+    "StaticTrainer",
+    "Trainer",
+    "check_grad",
+    "ConvergenceWarning",
+    "NonConvergenceError",
+    "Status",
+    "data",
+]

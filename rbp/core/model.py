@@ -1,0 +1,125 @@
+"""What every rbp model shares: the contract, input validation, evaluation.
+
+A model is a function of one flat parameter vector ``theta``::
+
+    theta = model.init(rng)
+    loss, grad = model.loss_and_grad(theta, X, Y)
+    Yhat = model.predict(theta, X)
+    model.params.unravel(theta)      # dict name -> view into theta
+
+Subclasses set ``self.params`` (a :class:`~rbp.core.params.ParamSpec`),
+``self.loss``/``self.output`` (from :func:`~rbp.core.losses.resolve_output`)
+and ``self.dtype``, and implement ``init``, ``prepare`` and
+``loss_grad_info``; this base class supplies the rest.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .losses import accuracy
+
+__all__ = ["Model", "check_array", "check_int"]
+
+
+def check_int(value, argument: str, *, minimum: int = 1) -> int:
+    """An integer >= ``minimum``, or a ValueError naming ``argument``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{argument} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_array(X, argument: str, *, ndim: int, last: int | None = None, dtype=np.float64) -> np.ndarray:
+    """A finite float array with ``ndim`` dimensions (and ``last`` features).
+
+    Raises ValueError naming ``argument``, the expected and the received
+    shape/values, before any work starts.
+
+    Examples
+    --------
+    >>> check_array([[1, 2]], "X", ndim=2, last=2)
+    array([[1., 2.]])
+    """
+    A = np.asarray(X)
+    if A.dtype == object or not (np.issubdtype(A.dtype, np.number) or A.dtype == bool):
+        raise ValueError(f"{argument} must be a numeric array, got dtype {A.dtype}")
+    if np.issubdtype(A.dtype, np.complexfloating):
+        raise ValueError(f"{argument} must be real, got dtype {A.dtype}")
+    if A.ndim != ndim:
+        want = {2: "(n_samples, n_features)", 3: "(batch, time, features)"}.get(ndim, f"{ndim} dimensions")
+        raise ValueError(f"{argument} must be a {ndim}-D array of shape {want}, got shape {A.shape}")
+    if last is not None and A.shape[-1] != last:
+        raise ValueError(f"{argument} must have {last} features (last axis), got shape {A.shape}")
+    A = A.astype(dtype, copy=False)
+    if not np.all(np.isfinite(A)):
+        bad = np.argwhere(~np.isfinite(A))[0]
+        raise ValueError(f"{argument} must be finite, got {A[tuple(bad)]} at index {tuple(int(i) for i in bad)}")
+    return A
+
+
+class Model:
+    """Base class supplying the parts of the model contract that do not depend
+    on the architecture."""
+
+    params = None
+    dtype = np.float64
+
+    @property
+    def n_params(self) -> int:
+        """Length of ``theta``."""
+        return self.params.size
+
+    @property
+    def metrics(self) -> tuple:
+        """Names reported by :meth:`evaluate`."""
+        return ("loss", "accuracy") if self.loss.classification else ("loss",)
+
+    def check_theta(self, theta) -> np.ndarray:
+        """``theta`` as a 1-D finite array of this model's dtype and size."""
+        theta = np.asarray(theta)
+        if theta.ndim != 1 or theta.shape[0] != self.params.size:
+            raise ValueError(
+                f"theta must be a 1-D array of {self.params.size} parameters for {self!r}, got shape {theta.shape}"
+            )
+        if not np.all(np.isfinite(theta)):
+            raise ValueError("theta must be finite, got NaN or inf")
+        return theta.astype(self.dtype, copy=False)
+
+    def loss_and_grad(self, theta, X, Y, *args, check: bool = True):
+        """Loss and gradient, the contract's training entry point.
+
+        Parameters
+        ----------
+        theta : ndarray, shape (n_params,)
+        X, Y : array_like
+            Inputs and targets (see the model's docstring for their shapes).
+        check : bool
+            Validate and encode ``X, Y`` first (default). The training loop
+            passes data prepared once by :meth:`prepare` and ``check=False``.
+
+        Returns
+        -------
+        loss : float
+            Mean loss over the samples.
+        grad : ndarray, shape (n_params,)
+            Its gradient with respect to ``theta``.
+        """
+        loss, grad, _ = self.loss_grad_info(theta, X, Y, *args, check=check)
+        return loss, grad
+
+    def evaluate(self, theta, *data) -> dict:
+        """Forward-only metrics on prepared data: ``loss`` and, for
+        classification, ``accuracy``."""
+        scores, loss = self._forward_loss(theta, *data)
+        out = {"loss": loss}
+        if self.loss.classification:
+            out["accuracy"] = self._accuracy(scores, *data)
+        return out
+
+    def _accuracy(self, scores, X, T, *rest):
+        return accuracy(scores, T)
+
+    def score(self, theta, X, Y, *args) -> float:
+        """Classification accuracy on raw ``X, Y`` (fraction correct)."""
+        data = self.prepare(X, Y, *args)
+        return self.evaluate(self.check_theta(theta), *data)["accuracy"]

@@ -1,0 +1,81 @@
+"""Result objects, status codes with actionable messages, ConvergenceWarning.
+
+Numerical routines never raise on a missed threshold: they return a
+:class:`Result` (SciPy's ``OptimizeResult`` names: ``x, success, status,
+message, nit``, plus residual histories) and let the caller decide. Trainers
+turn a failure into :class:`ConvergenceWarning` or an error, by policy.
+"""
+
+from __future__ import annotations
+
+import enum
+import warnings
+
+from scipy.optimize import OptimizeResult
+
+__all__ = ["Status", "Result", "ConvergenceWarning", "NonConvergenceError", "warn_or_raise"]
+
+
+class ConvergenceWarning(UserWarning):
+    """A solver or a training run stopped before reaching its threshold."""
+
+
+class NonConvergenceError(RuntimeError):
+    """Raised instead of :class:`ConvergenceWarning` under ``on_failure="raise"``."""
+
+
+class Status(enum.IntEnum):
+    """Why a solver or a training run stopped."""
+
+    SUCCESS = 0
+    MAX_ITER = 1
+    DIVERGED = 2
+    BREAKDOWN = 3
+    CALLBACK = 4
+    INVALID = 5
+
+    def message(self, what: str = "the solver") -> str:
+        """A sentence saying what happened and what to try."""
+        return {
+            Status.SUCCESS: f"{what} reached its tolerance.",
+            Status.MAX_ITER: (
+                f"{what} stopped at max_iter before reaching its tolerance; raise max_iter, "
+                "loosen tol, or use a faster method (anderson forward, gmres/direct backward). "
+                "If the residual stalls, the dynamics may have no stable fixed point: "
+                "enable contraction or shrink the weights."
+            ),
+            Status.DIVERGED: (
+                f"{what} diverged (non-finite or growing residual); the iteration is unstable: "
+                "use damping < 1, a smaller learning rate, or enable contraction."
+            ),
+            Status.BREAKDOWN: (
+                f"{what} broke down (illegal input or a singular system); try another method "
+                "such as 'direct' or 'gmres'."
+            ),
+            Status.CALLBACK: f"{what} was stopped by the callback.",
+            Status.INVALID: f"{what} received invalid input.",
+        }[self]
+
+
+class Result(OptimizeResult):
+    """A dict with attribute access, as :class:`scipy.optimize.OptimizeResult`.
+
+    Common keys: ``x`` (the solution), ``success`` (bool), ``status``
+    (:class:`Status`), ``message`` (str, says what to try on failure),
+    ``nit`` (iterations), ``residuals`` (history, list of float).
+    """
+
+
+def warn_or_raise(message: str, policy: str = "warn", *, stacklevel: int = 2) -> None:
+    """Report a convergence failure according to ``policy``.
+
+    ``"warn"`` issues :class:`ConvergenceWarning`, ``"raise"`` raises
+    :class:`NonConvergenceError`, ``"ignore"`` does nothing (the failure is
+    still counted by the caller).
+    """
+    if policy == "raise":
+        raise NonConvergenceError(message)
+    if policy == "warn":
+        warnings.warn(message, ConvergenceWarning, stacklevel=stacklevel + 1)
+    elif policy not in ("ignore", "skip"):
+        raise ValueError(f"policy must be one of ['warn', 'raise', 'skip', 'ignore'], got {policy!r}")
