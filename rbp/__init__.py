@@ -9,12 +9,15 @@ gradient core (:mod:`rbp.core`).
 from . import data
 from .core import ConvergenceWarning, NonConvergenceError, Status, check_grad
 from .core.loop import Trainer
+from .recurrent import FixedPointNet, RecurrentTrainer
 from .static import MLP, StaticTrainer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "MLP",
+    "FixedPointNet",
+    "RecurrentTrainer",
     "StaticTrainer",
     "Trainer",
     "check_grad",

@@ -32,7 +32,14 @@ import warnings
 
 import numpy as np
 
-from .optimizers import SCIPY_METHODS, Optimizer, add_weight_decay, get_optimizer, scipy_minimize
+from .optimizers import (
+    SCIPY_METHODS,
+    Optimizer,
+    add_weight_decay,
+    clip_by_global_norm,
+    get_optimizer,
+    scipy_minimize,
+)
 from .params import as_generator
 from .results import ConvergenceWarning, Result, Status
 
@@ -75,9 +82,9 @@ def split_validation(data: tuple, fraction: float, rng: np.random.Generator):
 
 def _aggregate(infos: list) -> dict:
     out = {}
-    keys = {k for info in infos for k in info}
-    for key in keys:
-        values = [float(info[key]) for info in infos if key in info and info[key] is not None]
+    keys = {k for info in infos for k, v in info.items() if isinstance(v, (int, float, np.number))}
+    for key in sorted(keys):
+        values = [float(info[key]) for info in infos if key in info]
         if not values or key == "skip":
             continue
         if key.startswith("n_"):
@@ -187,7 +194,7 @@ def fit(
         for epoch in range(start_epoch + 1, start_epoch + epochs + 1):
             t0 = time.perf_counter()
             order = gen.permutation(n) if shuffle else np.arange(n)
-            total_loss, grad_sq, n_batches, n_skipped, infos = 0.0, 0.0, 0, 0, []
+            total_loss, grad_sq, n_batches, n_skipped, n_used, infos = 0.0, 0.0, 0, 0, 0, []
             diverged = False
             for start in range(0, n, bs):
                 idx = order[start : start + bs]
@@ -201,11 +208,16 @@ def fit(
                 if not (math.isfinite(loss) and np.all(np.isfinite(grad))):
                     diverged = True
                     break
-                step, state = update(grad, state, theta)
-                theta += step
+                step, new_state = update(grad, state, theta)
+                new = (theta + step).astype(theta.dtype, copy=False)
+                if not np.all(np.isfinite(new)):
+                    diverged = True
+                    break
+                theta, state = new, new_state
                 if project is not None:
                     project(theta)
                 total_loss += loss * len(idx)
+                n_used += len(idx)
                 grad_sq += float(grad @ grad)
                 n_batches += 1
             seconds = time.perf_counter() - t0
@@ -219,7 +231,7 @@ def fit(
                 break
             row = {
                 "epoch": epoch,
-                "loss": total_loss / max(n - n_skipped * bs, 1) if n_batches else math.nan,
+                "loss": total_loss / n_used if n_used else math.nan,
                 "grad_norm": math.sqrt(grad_sq / max(n_batches, 1)),
                 "seconds": seconds,
                 "time": elapsed,
@@ -242,7 +254,7 @@ def fit(
                 bar.update(1)
             if callback is not None:
                 try:
-                    callback(TrainResult(x=theta, fun=row["loss"], nit=epoch, history=history))
+                    callback(TrainResult(x=theta.copy(), fun=row["loss"], nit=epoch, history=history))
                 except StopIteration:
                     status, message = Status.CALLBACK, f"stopped by the callback after epoch {epoch}"
                     break
@@ -287,6 +299,8 @@ class Trainer:
         validation when ``fit`` is not given ``validation_data``.
     weight_decay : float
         L2 penalty on the weights (not the biases), added to the gradient.
+    clip_norm : float, optional
+        Rescale each gradient to at most this Euclidean norm (for BPTT).
     optimizer_options : dict, optional
         Other optimizer hyperparameters (``beta``, ``b1`` ...).
     """
@@ -304,6 +318,7 @@ class Trainer:
         early_stopping: int | None = None,
         min_delta: float = 0.0,
         weight_decay: float = 0.0,
+        clip_norm: float | None = None,
         optimizer_options: dict | None = None,
         callback=None,
         progress: bool | None = None,
@@ -331,9 +346,10 @@ class Trainer:
                 key = "step_init" if optimizer == "rprop" else "learning_rate"
                 options[key] = learning_rate
             self.scipy_method = None
-            self.optimizer = add_weight_decay(
-                get_optimizer(optimizer, **options), weight_decay, model.params.decay_mask()
-            )
+            opt = get_optimizer(optimizer, **options)
+            if clip_norm is not None:
+                opt = clip_by_global_norm(opt, clip_norm)
+            self.optimizer = add_weight_decay(opt, weight_decay, model.params.decay_mask(model.dtype))
 
     def fit(self, X, Y, *, rng=0, theta=None, validation_data=None, **prepare_kwargs) -> TrainResult:
         """Validate the data, then train.
@@ -360,7 +376,14 @@ class Trainer:
         data = self.model.prepare(X, Y, **prepare_kwargs)
         val = None
         if validation_data is not None:
-            val = self.model.prepare(*validation_data)
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) < 2:
+                raise ValueError(
+                    f"validation_data must be a tuple (X_val, Y_val[, ...]), got {type(validation_data).__name__}"
+                )
+            try:
+                val = self.model.prepare(*validation_data)
+            except ValueError as exc:
+                raise ValueError(f"validation_data: {exc}") from None
         if theta is None:
             theta = self.model.init(gen)
         else:

@@ -122,4 +122,5 @@ class Model:
     def score(self, theta, X, Y, *args) -> float:
         """Classification accuracy on raw ``X, Y`` (fraction correct)."""
         data = self.prepare(X, Y, *args)
-        return self.evaluate(self.check_theta(theta), *data)["accuracy"]
+        scores, _ = self._forward_loss(self.check_theta(theta), *data)
+        return self._accuracy(scores, *data)

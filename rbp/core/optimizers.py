@@ -32,6 +32,7 @@ __all__ = [
     "adam",
     "rprop",
     "add_weight_decay",
+    "clip_by_global_norm",
     "get_optimizer",
     "OPTIMIZERS",
     "constant",
@@ -253,6 +254,32 @@ def add_weight_decay(opt: Optimizer, weight_decay: float, mask=None) -> Optimize
 
     def update(grad, state, theta):
         return opt.update(grad + scale * theta, state, theta)
+
+    return Optimizer(opt.init, update, opt.name)
+
+
+def clip_by_global_norm(opt: Optimizer, max_norm: float) -> Optimizer:
+    """Rescale the gradient to norm ``max_norm`` when it is longer, then apply ``opt``.
+
+    The standard remedy for exploding gradients in backprop through time
+    (Pascanu et al. 2013).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> opt = clip_by_global_norm(sgd(1.0), 1.0)
+    >>> step, _ = opt.update(np.array([3.0, 4.0]), opt.init(np.zeros(2)), np.zeros(2))
+    >>> step
+    array([-0.6, -0.8])
+    """
+    if not max_norm > 0:
+        raise ValueError(f"clip_norm must be a positive float, got {max_norm!r}")
+
+    def update(grad, state, theta):
+        norm = float(np.sqrt(grad @ grad))
+        if norm > max_norm:
+            grad = grad * (max_norm / norm)
+        return opt.update(grad, state, theta)
 
     return Optimizer(opt.init, update, opt.name)
 

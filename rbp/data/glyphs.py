@@ -123,10 +123,10 @@ def _charmap(path: str) -> frozenset:
     return frozenset(FT2Font(path).get_charmap())
 
 
-def _check_renderable(char: str, name: str, path: str) -> None:
+def _check_renderable(char: str, name: str, path: str, argument: str = "charset") -> None:
     if ord(char) not in _charmap(path):
         raise ValueError(
-            f"charset must contain only characters every font can render; "
+            f"{argument} must contain only characters every font can render; "
             f"got {char!r}, which font {name!r} does not contain"
         )
 
@@ -144,9 +144,12 @@ def _clean_supersampled(path: str, char: str, size: int) -> np.ndarray:
     from matplotlib.transforms import Affine2D
 
     n = size * _SUPERSAMPLE
-    outline = TextPath((0, 0), char, size=100, prop=FontProperties(fname=path))
     image = np.zeros((n, n))
-    if len(outline.vertices):
+    try:
+        outline = TextPath((0, 0), char, size=100, prop=FontProperties(fname=path))
+    except AttributeError:  # matplotlib fails to build the path of an inkless glyph
+        outline = None
+    if outline is not None and len(outline.vertices):
         box = outline.get_extents()
         extent = max(box.width, box.height)
         if extent > 0:
@@ -227,7 +230,7 @@ def render_glyph(char: str, font: str = "DejaVuSans", *, size: int = 16) -> np.n
     if not isinstance(char, str) or len(char) != 1:
         raise ValueError(f"char must be a single character, got {char!r}")
     ((name, path),) = _resolve_fonts([font])
-    _check_renderable(char, name, path)
+    _check_renderable(char, name, path, argument="char")
     return _downsample(_clean_supersampled(path, char, size), size)
 
 

@@ -64,9 +64,13 @@ class MLP(Model):
     """
 
     def __init__(self, sizes, hidden="tanh", output=None, loss="squared", *, dtype=np.float64):
-        sizes = list(sizes) if not isinstance(sizes, (str, bytes)) else None
-        if not sizes or len(sizes) < 2:
-            raise ValueError(f"sizes must list at least (n_in, n_out), got {sizes!r}")
+        try:
+            layers = list(sizes) if not isinstance(sizes, (str, bytes)) else []
+        except TypeError:
+            layers = []
+        if len(layers) < 2:
+            raise ValueError(f"sizes must be a sequence of at least two layer widths (n_in, ..., n_out), got {sizes!r}")
+        sizes = layers
         self.sizes = tuple(check_int(s, f"sizes[{i}]") for i, s in enumerate(sizes))
         self.hidden = get_activation(hidden, argument="hidden")
         self.loss, self.output = resolve_output(loss, output)

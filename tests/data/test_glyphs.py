@@ -62,7 +62,8 @@ def test_row_order_is_font_class_sample(default_ds):
 
 def test_ink_is_one_background_is_zero(default_ds):
     images = default_ds.X_train.reshape(-1, 16, 16)
-    border = np.concatenate([images[:, 0], images[:, -1], images[:, :, 0], images[:, :, -1]], axis=1)
+    edges = [images[:, 0], images[:, -1], images[:, :, 0], images[:, :, -1]]
+    border = np.concatenate(edges, axis=1)
     assert border.mean() < 0.1  # mostly background (noise only)
     assert images.max(axis=(1, 2)).mean() > 0.8  # every glyph has saturated ink
 
@@ -113,7 +114,7 @@ def test_clean_glyphs_are_nonempty_and_distinct(font):
     assert images.shape == (36, 256)
     assert images.min() >= 0.0 and images.max() <= 1.0
     assert np.all(images.sum(axis=1) > 5.0)  # at least ~5 pixels of ink each
-    assert np.all(images.max(axis=1) > 0.9)
+    assert np.all(images.max(axis=1) > 0.5)  # a thin "I" may straddle two pixels
     diff = np.abs(images[:, None, :] - images[None, :, :]).mean(axis=2)
     np.fill_diagonal(diff, np.inf)
     i, j = np.unravel_index(diff.argmin(), diff.shape)
@@ -186,7 +187,8 @@ def test_uses_no_global_random_state():
         ({"fonts": "cmr10"}, "fonts"),
         ({"fonts": ["no-such-font"]}, "fonts"),
         ({"fonts": ["cmr10", "cmr10.ttf"]}, "fonts"),
-        ({"fonts": ["DejaVuSansDisplay", "cmr10"]}, "charset"),  # no Latin letters
+        # a face without Latin letters
+        ({"fonts": ["DejaVuSansDisplay", "cmr10"], "n_test_fonts": 1}, "charset"),
         ({"rng": "seed"}, "rng"),
         ({"stroke": "yes"}, "stroke"),
     ],
@@ -203,6 +205,8 @@ def test_render_glyph_rejects_bad_input():
         render_glyph("A", size=2)
     with pytest.raises(ValueError, match="fonts"):
         render_glyph("A", "no-such-font")
+    with pytest.raises(ValueError, match="char.*'A'.*DejaVuSansDisplay"):
+        render_glyph("A", "DejaVuSansDisplay")
 
 
 # --- the task is learnable -------------------------------------------------------------------
