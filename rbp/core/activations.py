@@ -113,8 +113,8 @@ def get_activation(name: str | Activation, *, argument: str = "activation") -> A
     >>> act = get_activation("tanh")
     >>> a = np.array([0.0, 1.0])
     >>> y = act.f(a)
-    >>> act.df(a, y).round(4)
-    array([1.    , 0.42  ])
+    >>> act.df(a, y).round(4).tolist()
+    [1.0, 0.42]
     """
     if isinstance(name, Activation):
         return name

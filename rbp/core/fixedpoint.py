@@ -165,7 +165,7 @@ def _relax_iterative(F, x, method, tol, max_iter, damping, memory, store, diverg
             iterates.append(x.copy())
             active_masks.append(mask)
         if anderson is not None:
-            xr = anderson.step(xr, fx, k)
+            xr = anderson.step(xr, fx, k, r if not done.any() else r[keep])
         elif damping != 1.0:
             xr = xr + damping * (fx - xr)
         else:
@@ -187,29 +187,40 @@ def _relax_iterative(F, x, method, tol, max_iter, damping, memory, store, diverg
 class _Anderson:
     """Batched Anderson acceleration (type II) with memory ``m`` and mixing ``beta``.
 
-    For each sample, with residuals ``g_i = F(x_i) - x_i`` of the last ``m``
+    For each sample, with residuals ``g_i = F(x_i) - x_i`` of its last ``m``
     iterates, ``alpha = argmin ||sum alpha_i g_i||`` subject to
     ``sum alpha_i = 1`` and ``x_new = sum alpha_i (x_i + beta g_i)``
-    (Walker & Ni 2011). Histories are kept only for the running samples.
+    (Walker & Ni 2011). Safeguard: a sample whose residual grew restarts its
+    history, so its next step is a plain (damped) Picard step. Histories are
+    kept only for the running samples.
     """
+
+    BIG = 1e300
 
     def __init__(self, B, n, memory, beta):
         self.m = max(1, int(memory))
         self.beta = beta
         self.X = np.zeros((B, self.m, n))
         self.G = np.zeros((B, self.m, n))
+        self.valid = np.zeros((B, self.m), dtype=bool)
+        self.last_r = np.full(B, np.inf)
 
     def keep(self, mask):
-        self.X, self.G = self.X[mask], self.G[mask]
+        self.X, self.G, self.valid, self.last_r = self.X[mask], self.G[mask], self.valid[mask], self.last_r[mask]
 
-    def step(self, x, fx, k, lam=1e-10):
+    def step(self, x, fx, k, r, lam=1e-10):
+        grew = r > self.last_r
+        self.valid[grew] = False
+        self.last_r = r
         slot = k % self.m
         self.X[:, slot] = x
         self.G[:, slot] = fx - x
+        self.valid[:, slot] = True
         used = min(k + 1, self.m)
-        Xs, G = self.X[:, :used], self.G[:, :used]
+        Xs, G, valid = self.X[:, :used], self.G[:, :used], self.valid[:, :used]
         H = G @ G.transpose(0, 2, 1)
-        H += (lam * np.trace(H, axis1=1, axis2=2) / used + 1e-300)[:, None, None] * np.eye(used)
+        scale = lam * np.einsum("bii->b", H) / used + 1e-300
+        H += np.eye(used) * (scale[:, None] + np.where(valid, 0.0, 1.0) * 1e12 * (scale[:, None] / lam + 1.0))[:, None, :]
         try:
             w = np.linalg.solve(H, np.ones((len(x), used, 1)))[..., 0]
         except np.linalg.LinAlgError:

@@ -392,11 +392,27 @@ class Trainer:
             data, val = split_validation(data, self.validation_fraction, gen)
         if self.scipy_method is not None:
             return self._fit_scipy(theta, data, val)
-        result = fit(
-            self.model, theta, data, optimizer=self.optimizer, epochs=self.epochs, batch_size=self.batch_size,
-            shuffle=self.shuffle, rng=gen, validation_data=val, early_stopping=self.early_stopping,
-            min_delta=self.min_delta, callback=self.callback, progress=self.progress,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            result = fit(
+                self.model, theta, data, optimizer=self.optimizer, epochs=self.epochs, batch_size=self.batch_size,
+                shuffle=self.shuffle, rng=gen, validation_data=val, early_stopping=self.early_stopping,
+                min_delta=self.min_delta, callback=self.callback, progress=self.progress,
+            )
+        misses = []
+        for w in caught:
+            if issubclass(w.category, ConvergenceWarning):
+                misses.append(str(w.message))
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if misses:
+            # One warning at the caller's line, not one per batch deep in the loop;
+            # every miss is also counted per epoch in result.history.
+            warnings.warn(
+                f"{len(misses)} mini-batch(es) missed a solver threshold during training "
+                f"(counted per epoch in result.history, e.g. 'n_forward_failed'). First: {misses[0]}",
+                ConvergenceWarning, stacklevel=2,
+            )
         if result.status == Status.DIVERGED:
             warnings.warn(result.message, ConvergenceWarning, stacklevel=2)
         return result

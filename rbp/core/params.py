@@ -37,7 +37,7 @@ class ParamSpec:
     >>> p["b"]
     array([6., 7., 8.])
     >>> p["W"][0, 0] = -1.0          # a view: theta changes too
-    >>> theta[0]
+    >>> float(theta[0])
     -1.0
     """
 
@@ -101,7 +101,7 @@ def as_generator(rng, *, argument: str = "rng") -> np.random.Generator:
 
     Examples
     --------
-    >>> as_generator(0).integers(10) == as_generator(0).integers(10)
+    >>> bool(as_generator(0).integers(10) == as_generator(0).integers(10))
     True
     """
     if isinstance(rng, np.random.Generator):

@@ -26,7 +26,7 @@ class RecurrentTrainer(Trainer):
     >>> from rbp import FixedPointNet, RecurrentTrainer
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(40, 3)); y = (X[:, 0] > 0).astype(int)
-    >>> net = FixedPointNet(3, 8, 2, loss="cross_entropy")
+    >>> net = FixedPointNet(3, 8, 2, loss="cross_entropy", contraction=0.9)
     >>> result = RecurrentTrainer(net, epochs=30, learning_rate=0.05).fit(X, y, rng=0)
     >>> bool(net.score(result.x, X, y) > 0.9), "forward_iterations" in result.history
     (True, True)
