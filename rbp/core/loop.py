@@ -26,6 +26,7 @@ Models may add to the contract:
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 import warnings
@@ -33,6 +34,7 @@ import warnings
 import numpy as np
 
 from .optimizers import (
+    OPTIMIZERS,
     SCIPY_METHODS,
     Optimizer,
     add_weight_decay,
@@ -40,10 +42,15 @@ from .optimizers import (
     get_optimizer,
     scipy_minimize,
 )
+from .checkpoint import load_checkpoint, save_checkpoint
 from .params import as_generator
 from .results import ConvergenceWarning, Result, Status
 
-__all__ = ["fit", "Trainer", "TrainResult", "split_validation", "History"]
+__all__ = ["fit", "Trainer", "TrainResult", "split_validation", "History", "DivergenceError"]
+
+
+class DivergenceError(RuntimeError):
+    """Training produced a non-finite loss or gradient (``on_divergence="raise"``)."""
 
 
 class TrainResult(Result):
@@ -124,6 +131,10 @@ def fit(
     evaluate_train: bool = True,
     progress: bool | None = None,
     start_epoch: int = 0,
+    history: dict | None = None,
+    checkpoint=None,
+    checkpoint_every: int = 1,
+    checkpoint_meta: dict | None = None,
 ) -> TrainResult:
     """Train ``model`` from ``theta`` on prepared ``data``.
 
@@ -161,12 +172,22 @@ def fit(
         pass); the epoch ``loss`` is the running mean of batch losses either way.
     progress : bool or None
         Progress bar over epochs; ``None`` shows it only on a terminal.
+    start_epoch : int
+        Epochs already done (when resuming); epochs are numbered from here.
+    history : dict of lists, optional
+        History of the epochs already done (when resuming).
+    checkpoint : path-like, optional
+        Write a checkpoint (:func:`rbp.core.checkpoint.save_checkpoint`:
+        parameters, optimizer state, generator state, epoch, history)
+        atomically to this file every ``checkpoint_every`` epochs and at the
+        end; resuming from it continues bit-identically.
 
     Returns
     -------
     TrainResult
     """
     gen = as_generator(rng)
+    history_in = history
     theta = np.array(theta, copy=True)
     n = len(data[0])
     if n == 0:
@@ -185,6 +206,8 @@ def fit(
     update = optimizer.update
 
     history = History()
+    for key, column in (history_in or {}).items():
+        history[key] = list(column)
     best = (math.inf, theta.copy(), start_epoch)
     status, message = Status.MAX_ITER, f"completed {epochs} epochs"
     bar = _progress(progress, epochs, type(model).__name__)
@@ -252,6 +275,11 @@ def fit(
             if bar is not None:
                 bar.set_postfix(loss=f"{row['loss']:.4g}", refresh=False)
                 bar.update(1)
+            if checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == start_epoch + epochs):
+                save_checkpoint(
+                    checkpoint, theta, optimizer_state=state, rng=gen, epoch=epoch, history=history,
+                    meta=checkpoint_meta,
+                )
             if callback is not None:
                 try:
                     callback(TrainResult(x=theta.copy(), fun=row["loss"], nit=epoch, history=history))
@@ -301,6 +329,12 @@ class Trainer:
         L2 penalty on the weights (not the biases), added to the gradient.
     clip_norm : float, optional
         Rescale each gradient to at most this Euclidean norm (for BPTT).
+    on_divergence : {"warn", "raise", "halve"}
+        When the loss or gradient becomes non-finite: return the last finite
+        parameters with ``Status.DIVERGED`` and a ConvergenceWarning; raise
+        :class:`DivergenceError` naming the last good checkpoint; or retry
+        from that checkpoint with half the learning rate (at most
+        ``max_retries`` times).
     optimizer_options : dict, optional
         Other optimizer hyperparameters (``beta``, ``b1`` ...).
     """
@@ -312,13 +346,15 @@ class Trainer:
         *,
         learning_rate=None,
         epochs: int = 20,
-        batch_size: int | None = 32,
+        batch_size: int | None | str = "default",
         shuffle: bool = True,
         validation_fraction: float | None = None,
         early_stopping: int | None = None,
         min_delta: float = 0.0,
         weight_decay: float = 0.0,
         clip_norm: float | None = None,
+        on_divergence: str = "warn",
+        max_retries: int = 3,
         optimizer_options: dict | None = None,
         callback=None,
         progress: bool | None = None,
@@ -326,6 +362,19 @@ class Trainer:
         self.model = model
         if not isinstance(epochs, (int, np.integer)) or epochs < 1:
             raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+        explicit_batch = batch_size != "default"
+        if optimizer in SCIPY_METHODS:
+            for name, value, default in (("batch_size", batch_size if explicit_batch else None, None),
+                                         ("early_stopping", early_stopping, None), ("clip_norm", clip_norm, None)):
+                if value is not default:
+                    raise ValueError(
+                        f"{name}={value!r} has no effect with optimizer={optimizer!r}, which trains full batch "
+                        f"through scipy.optimize.minimize; remove it or use a core optimizer"
+                    )
+        if not explicit_batch:
+            batch_size = 32
+        if not isinstance(weight_decay, (int, float)) or not weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
         if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
             raise ValueError(f"batch_size must be a positive integer or None (full batch), got {batch_size!r}")
         if early_stopping is not None and (not isinstance(early_stopping, (int, np.integer)) or early_stopping < 1):
@@ -336,6 +385,20 @@ class Trainer:
         self.weight_decay = weight_decay
         if validation_fraction is not None and not 0 < validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in (0, 1) or None, got {validation_fraction!r}")
+        if on_divergence not in ("warn", "raise", "halve"):
+            raise ValueError(f"on_divergence must be one of ['warn', 'raise', 'halve'], got {on_divergence!r}")
+        self.on_divergence, self.max_retries = on_divergence, int(max_retries) if on_divergence == "halve" else 0
+        self.clip_norm = clip_norm
+        if isinstance(optimizer, str) and optimizer not in SCIPY_METHODS and optimizer not in OPTIMIZERS:
+            import difflib
+
+            valid = sorted(OPTIMIZERS) + list(SCIPY_METHODS)
+            folded = {v.lower().replace("-", "").replace("_", ""): v for v in valid}
+            key = optimizer.lower().replace("-", "").replace("_", "")
+            near = [folded[k] for k in folded if key and (k.startswith(key) or key in k)]
+            near = near or [folded[k] for k in difflib.get_close_matches(key, list(folded), n=1)]
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise ValueError(f"optimizer must be one of {valid}, got {optimizer!r}{hint}")
         if optimizer in SCIPY_METHODS:
             if learning_rate is not None or optimizer_options:
                 raise ValueError(f"optimizer={optimizer!r} is a SciPy method: it takes no learning_rate/optimizer_options")
@@ -346,12 +409,27 @@ class Trainer:
                 key = "step_init" if optimizer == "rprop" else "learning_rate"
                 options[key] = learning_rate
             self.scipy_method = None
-            opt = get_optimizer(optimizer, **options)
-            if clip_norm is not None:
-                opt = clip_by_global_norm(opt, clip_norm)
-            self.optimizer = add_weight_decay(opt, weight_decay, model.params.decay_mask(model.dtype))
+            self._optimizer_spec = (optimizer, options)
+            self.optimizer = self._build_optimizer(1.0)
 
-    def fit(self, X, Y, *, rng=0, theta=None, validation_data=None, **prepare_kwargs) -> TrainResult:
+    def _build_optimizer(self, scale: float) -> Optimizer:
+        name, options = self._optimizer_spec
+        options = dict(options)
+        if scale != 1.0:
+            key = "step_init" if name == "rprop" else "learning_rate"
+            lr = options.get(key)
+            if lr is None:
+                raise ValueError("on_divergence='halve' needs an explicit learning_rate to halve")
+            options[key] = (lambda c, lr=lr: lr(c) * scale) if callable(lr) else lr * scale
+        opt = get_optimizer(name, **options)
+        if self.clip_norm is not None:
+            opt = clip_by_global_norm(opt, self.clip_norm)
+        return add_weight_decay(opt, self.weight_decay, self.model.params.decay_mask(self.model.dtype))
+
+    def fit(
+        self, X, Y, *, rng=0, theta=None, validation_data=None, checkpoint=None, checkpoint_every=1, resume=False,
+        **prepare_kwargs,
+    ) -> TrainResult:
         """Validate the data, then train.
 
         Parameters
@@ -365,12 +443,24 @@ class Trainer:
         theta : ndarray, optional
             Start here instead of ``model.init(rng)``.
         validation_data : tuple (X_val, Y_val), optional
+        checkpoint : path-like, optional
+            Checkpoint file, written atomically every ``checkpoint_every``
+            epochs and at the end.
+        resume : bool
+            Continue from ``checkpoint`` if it exists (pass the same data and
+            seed): the result is bit-identical to an uninterrupted run.
         **prepare_kwargs
             Extra arrays for ``model.prepare`` (for example ``mask``).
 
         Returns
         -------
         TrainResult
+
+        Raises
+        ------
+        DivergenceError
+            With ``on_divergence="raise"``, when the loss or gradient became
+            non-finite; the message names the last good checkpoint.
         """
         gen = as_generator(rng)
         data = self.model.prepare(X, Y, **prepare_kwargs)
@@ -392,12 +482,59 @@ class Trainer:
             data, val = split_validation(data, self.validation_fraction, gen)
         if self.scipy_method is not None:
             return self._fit_scipy(theta, data, val)
+        if resume and checkpoint is None:
+            raise ValueError("resume=True needs checkpoint=<path of the checkpoint file>")
+        start = {"theta": theta, "optimizer_state": None, "rng": gen, "epoch": 0, "history": None}
+        if resume and os.path.exists(checkpoint):
+            loaded = load_checkpoint(
+                checkpoint, n_params=self.model.params.size, optimizer_state=self.optimizer.init(theta)
+            )
+            start.update({k: loaded[k] for k in ("theta", "optimizer_state", "epoch", "history")})
+            start["rng"] = loaded["rng"] if loaded["rng"] is not None else gen
+            start["theta"] = self.model.check_theta(start["theta"])
+
+        optimizer, scale = self.optimizer, 1.0
+        for attempt in range(self.max_retries + 1):
+            remaining = self.epochs - start["epoch"]
+            if remaining <= 0:
+                return TrainResult(
+                    x=start["theta"], success=True, status=Status.SUCCESS,
+                    message=f"already trained for {start['epoch']} epochs (checkpoint {checkpoint})",
+                    nit=0, history=History(start["history"] or {}), best_epoch=start["epoch"],
+                    optimizer_state=start["optimizer_state"],
+                )
+            result = self._run(optimizer, data, val, start, remaining, checkpoint, checkpoint_every)
+            if result.status != Status.DIVERGED or self.on_divergence == "warn":
+                break
+            where = f"the last good checkpoint {checkpoint}" if checkpoint and os.path.exists(checkpoint) else "none was written"
+            if self.on_divergence == "raise" or attempt == self.max_retries:
+                raise DivergenceError(f"{result.message} Last good checkpoint: {where}.")
+            # on_divergence="halve": retry from the last good checkpoint with half the learning rate.
+            scale *= 0.5
+            optimizer = self._build_optimizer(scale)
+            if checkpoint and os.path.exists(checkpoint):
+                loaded = load_checkpoint(checkpoint, n_params=self.model.params.size, optimizer_state=optimizer.init(theta))
+                start = {k: loaded[k] for k in ("theta", "optimizer_state", "epoch", "history")}
+                start["rng"] = loaded["rng"] or as_generator(rng)
+            else:
+                start = {"theta": theta, "optimizer_state": None, "rng": as_generator(rng), "epoch": 0, "history": None}
+            warnings.warn(
+                f"{result.message} Retrying from epoch {start['epoch']} with the learning rate scaled by {scale:g}.",
+                ConvergenceWarning, stacklevel=2,
+            )
+        if result.status == Status.DIVERGED:
+            warnings.warn(result.message, ConvergenceWarning, stacklevel=2)
+        return result
+
+    def _run(self, optimizer, data, val, start, epochs, checkpoint, checkpoint_every):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             result = fit(
-                self.model, theta, data, optimizer=self.optimizer, epochs=self.epochs, batch_size=self.batch_size,
-                shuffle=self.shuffle, rng=gen, validation_data=val, early_stopping=self.early_stopping,
+                self.model, start["theta"], data, optimizer=optimizer, epochs=epochs, batch_size=self.batch_size,
+                shuffle=self.shuffle, rng=start["rng"], validation_data=val, early_stopping=self.early_stopping,
                 min_delta=self.min_delta, callback=self.callback, progress=self.progress,
+                optimizer_state=start["optimizer_state"], start_epoch=start["epoch"], history=start["history"],
+                checkpoint=checkpoint, checkpoint_every=checkpoint_every,
             )
         misses = []
         for w in caught:
@@ -411,10 +548,8 @@ class Trainer:
             warnings.warn(
                 f"{len(misses)} mini-batch(es) missed a solver threshold during training "
                 f"(counted per epoch in result.history, e.g. 'n_forward_failed'). First: {misses[0]}",
-                ConvergenceWarning, stacklevel=2,
+                ConvergenceWarning, stacklevel=4,
             )
-        if result.status == Status.DIVERGED:
-            warnings.warn(result.message, ConvergenceWarning, stacklevel=2)
         return result
 
     def _fit_scipy(self, theta, data, val):
@@ -429,8 +564,17 @@ class Trainer:
                 grad = grad + mask * theta
             return loss, grad
 
+        last = [t0]
+
         def cb(res):
-            row = {"epoch": len(history.get("epoch", [])) + 1, "loss": float(res.fun), "time": time.perf_counter() - t0}
+            now = time.perf_counter()
+            row = {
+                "epoch": len(history.get("epoch", [])) + 1, "loss": float(res.fun), "time": now - t0,
+                "seconds": now - last[0], "grad_norm": float(np.linalg.norm(fun(res.x)[1])),
+            }
+            last[0] = now
+            if "accuracy" in model.metrics:
+                row["accuracy"] = model.evaluate(res.x, *data).get("accuracy", math.nan)
             if val is not None:
                 row.update({f"val_{k}": v for k, v in model.evaluate(res.x, *val).items()})
             history.append(row)

@@ -32,7 +32,7 @@ class RecurrentTrainer(Trainer):
     (True, True)
     """
 
-    def __init__(self, model, optimizer="adam", *, learning_rate=None, epochs=30, batch_size=32, **kwargs):
+    def __init__(self, model, optimizer="adam", *, learning_rate=None, epochs=30, batch_size="default", **kwargs):
         if learning_rate is None and optimizer == "adam":
             learning_rate = 5e-3
         super().__init__(model, optimizer, learning_rate=learning_rate, epochs=epochs, batch_size=batch_size, **kwargs)

@@ -28,7 +28,7 @@ class StaticTrainer(Trainer):
     """
 
     def __init__(
-        self, model, optimizer="adam", *, learning_rate=None, epochs=60, batch_size=32, weight_decay=1e-4, **kwargs
+        self, model, optimizer="adam", *, learning_rate=None, epochs=60, batch_size="default", weight_decay=1e-4, **kwargs
     ):
         if learning_rate is None and optimizer == "adam":
             learning_rate = 2e-3

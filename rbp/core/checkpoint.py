@@ -1,0 +1,261 @@
+"""Parameters and training checkpoints as ``.npz`` + JSON; loading never executes code.
+
+A checkpoint holds everything a run needs to continue bit-identically: the
+parameters, the optimizer state (its NamedTuple fields), the random
+generator's state, the epoch counter and the history so far. Files are
+written atomically (temporary file, fsync, rename), so a crash leaves either
+the previous good file or the new complete one, never a partial file.
+Loading uses ``numpy.load(allow_pickle=False)`` and refuses object arrays,
+unknown format versions, oversized members (zip bombs) and shapes that do
+not fit the model, with a ValueError that says what was wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["save_checkpoint", "load_checkpoint", "save_params", "load_params", "FORMAT_VERSION", "CheckpointError"]
+
+FORMAT_VERSION = 1
+#: Largest uncompressed size accepted for one array in a file (zip-bomb guard).
+MAX_MEMBER_BYTES = 2 * 1024**3
+MAX_RATIO = 200
+
+
+class CheckpointError(ValueError):
+    """A file that is not a valid rbp checkpoint (truncated, corrupted, hostile
+    or for another model)."""
+
+
+def _atomic_savez(path: Path, arrays: dict):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _meta_array(meta: dict) -> np.ndarray:
+    return np.frombuffer(json.dumps(meta, allow_nan=True).encode(), dtype=np.uint8)
+
+
+def _history_json(history) -> dict:
+    return {k: [None if v is None else float(v) for v in col] for k, col in (history or {}).items()}
+
+
+def save_checkpoint(path, theta, *, optimizer_state=None, rng=None, epoch: int = 0, history=None, meta=None) -> Path:
+    """Write a training checkpoint atomically.
+
+    Parameters
+    ----------
+    path : path-like
+        Target ``.npz`` file (replaced only once the new file is complete).
+    theta : ndarray, shape (n_params,)
+    optimizer_state : NamedTuple, optional
+        An optimizer state from :mod:`rbp.core.optimizers`.
+    rng : numpy.random.Generator, optional
+        Its bit-generator state is saved, so shuffling continues identically.
+    epoch : int
+        Epochs completed.
+    history : dict of lists, optional
+    meta : dict, optional
+        Any JSON-serialisable extras (model description, config).
+
+    Returns
+    -------
+    Path
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "ckpt.npz"
+    >>> _ = save_checkpoint(p, np.arange(3.0), rng=np.random.default_rng(0), epoch=2)
+    >>> ck = load_checkpoint(p, n_params=3)
+    >>> ck["epoch"], ck["theta"].tolist()
+    (2, [0.0, 1.0, 2.0])
+    """
+    theta = np.asarray(theta)
+    arrays = {"theta": theta}
+    info = {"format": "rbp-checkpoint", "version": FORMAT_VERSION, "epoch": int(epoch), "n_params": int(theta.size)}
+    if optimizer_state is not None:
+        fields, scalars = [], {}
+        for name, value in optimizer_state._asdict().items():
+            if isinstance(value, np.ndarray):
+                arrays[f"opt__{name}"] = value
+                fields.append(name)
+            else:
+                scalars[name] = value.item() if isinstance(value, np.generic) else value
+        info["optimizer"] = {"type": type(optimizer_state).__name__, "arrays": fields, "scalars": scalars}
+    if rng is not None:
+        info["rng"] = rng.bit_generator.state
+    info["history"] = _history_json(history)
+    info["meta"] = meta or {}
+    arrays["__meta__"] = _meta_array(info)
+    path = Path(path)
+    _atomic_savez(path, arrays)
+    return path
+
+
+def _check_zip(path: Path):
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = zf.infolist()
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise CheckpointError(f"{path} is not a readable .npz file (truncated or corrupted): {exc}") from None
+    if bad is not None:
+        raise CheckpointError(f"{path} is corrupted: member {bad!r} fails its CRC check")
+    for m in members:
+        if not m.filename.endswith(".npy"):
+            raise CheckpointError(f"{path} has an unexpected member {m.filename!r}; expected only .npy arrays")
+        if m.file_size > MAX_MEMBER_BYTES or (m.compress_size and m.file_size / m.compress_size > MAX_RATIO and m.file_size > 1 << 20):
+            raise CheckpointError(
+                f"{path} member {m.filename!r} expands to {m.file_size} bytes from {m.compress_size}: refused (zip bomb guard)"
+            )
+
+
+def _load_npz(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    _check_zip(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except ValueError as exc:  # object arrays need pickle, which is refused
+        raise CheckpointError(f"{path} contains object arrays (a pickle payload); refused to load: {exc}") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise CheckpointError(f"{path} could not be read: {exc}") from None
+    for name, a in arrays.items():
+        if a.dtype.hasobject:
+            raise CheckpointError(f"{path} array {name!r} has dtype object; refused")
+    if "__meta__" not in arrays or arrays["__meta__"].dtype != np.uint8:
+        raise CheckpointError(f"{path} has no rbp metadata: not an rbp file")
+    try:
+        meta = json.loads(arrays.pop("__meta__").tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} metadata is not valid JSON: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") not in ("rbp-checkpoint", "rbp-params"):
+        raise CheckpointError(f"{path} is not an rbp file (format {meta.get('format') if isinstance(meta, dict) else meta!r})")
+    if meta.get("version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has format version {meta.get('version')!r}; this rbp reads version {FORMAT_VERSION}"
+        )
+    return arrays, meta
+
+
+def _check_theta(path, theta, n_params):
+    if theta.ndim != 1 or not np.issubdtype(theta.dtype, np.floating):
+        raise CheckpointError(f"{path}: theta must be a 1-D float array, got shape {theta.shape} dtype {theta.dtype}")
+    if n_params is not None and theta.size != n_params:
+        raise CheckpointError(f"{path}: theta has {theta.size} parameters but the model has {n_params}")
+    if not np.all(np.isfinite(theta)):
+        raise CheckpointError(f"{path}: theta contains NaN or inf")
+
+
+def load_checkpoint(path, *, n_params: int | None = None, optimizer_state=None) -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint`; executes nothing.
+
+    Parameters
+    ----------
+    path : path-like
+    n_params : int, optional
+        The model's parameter count; a mismatch is an error.
+    optimizer_state : NamedTuple, optional
+        A fresh state of the optimizer in use (``optimizer.init(theta)``); the
+        saved fields are checked against it and loaded into it.
+
+    Returns
+    -------
+    dict
+        ``theta``, ``epoch``, ``history``, ``meta``, ``optimizer_state`` (when
+        ``optimizer_state`` was given), ``rng`` (a restored Generator or None).
+
+    Raises
+    ------
+    CheckpointError
+        (a ValueError) for a missing, truncated, corrupted, hostile,
+        wrong-version or mismatched file.
+    """
+    arrays, meta = _load_npz(path)
+    if meta.get("format") != "rbp-checkpoint":
+        raise CheckpointError(f"{path} holds parameters only, not a training checkpoint")
+    theta = arrays.get("theta")
+    if theta is None:
+        raise CheckpointError(f"{path} has no 'theta' array")
+    _check_theta(path, theta, n_params)
+    out = {"theta": theta, "epoch": int(meta.get("epoch", 0)), "history": meta.get("history", {}), "meta": meta.get("meta", {})}
+    if optimizer_state is not None:
+        saved = meta.get("optimizer")
+        if saved is None or saved.get("type") != type(optimizer_state).__name__:
+            raise CheckpointError(
+                f"{path} has optimizer state {None if saved is None else saved.get('type')!r}, "
+                f"expected {type(optimizer_state).__name__!r}"
+            )
+        fields = {}
+        for name, value in optimizer_state._asdict().items():
+            if isinstance(value, np.ndarray):
+                a = arrays.get(f"opt__{name}")
+                if a is None or a.shape != value.shape:
+                    raise CheckpointError(f"{path}: optimizer field {name!r} missing or of the wrong shape")
+                fields[name] = a.astype(value.dtype, copy=False)
+            else:
+                if name not in saved.get("scalars", {}):
+                    raise CheckpointError(f"{path}: optimizer field {name!r} missing")
+                fields[name] = type(value)(saved["scalars"][name])
+        out["optimizer_state"] = optimizer_state._replace(**fields)
+    rng_state = meta.get("rng")
+    if rng_state is not None:
+        try:
+            bitgen = getattr(np.random, rng_state["bit_generator"])
+            if bitgen not in (np.random.PCG64, np.random.PCG64DXSM, np.random.Philox, np.random.SFC64, np.random.MT19937):
+                raise AttributeError(rng_state["bit_generator"])
+            gen = np.random.Generator(bitgen())
+            gen.bit_generator.state = rng_state
+        except (KeyError, AttributeError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: invalid random generator state: {exc}") from None
+        out["rng"] = gen
+    else:
+        out["rng"] = None
+    return out
+
+
+def save_params(path, theta, meta=None) -> Path:
+    """Save a parameter vector (``.npz`` + JSON metadata), atomically.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "model.npz"
+    >>> _ = save_params(p, np.ones(4), meta={"model": "MLP([1, 2, 1])"})
+    >>> load_params(p, n_params=4)[0].tolist(), load_params(p)[1]["model"]
+    ([1.0, 1.0, 1.0, 1.0], 'MLP([1, 2, 1])')
+    """
+    theta = np.asarray(theta)
+    info = {"format": "rbp-params", "version": FORMAT_VERSION, "n_params": int(theta.size), "meta": meta or {}}
+    path = Path(path)
+    _atomic_savez(path, {"theta": theta, "__meta__": _meta_array(info)})
+    return path
+
+
+def load_params(path, *, n_params: int | None = None):
+    """Load ``(theta, meta)`` saved by :func:`save_params` or :func:`save_checkpoint`."""
+    arrays, meta = _load_npz(path)
+    theta = arrays.get("theta")
+    if theta is None:
+        raise CheckpointError(f"{path} has no 'theta' array")
+    _check_theta(path, theta, n_params)
+    return theta, meta.get("meta", {})
