@@ -233,7 +233,11 @@ def _message(status, converged, what):
     if status == Status.SUCCESS:
         return status.message(what)
     bad = int((~converged).sum())
-    return f"{bad} of {converged.size} samples did not converge: " + status.message(what)
+    return (
+        f"{bad} of {converged.size} samples did not converge: " + status.message(what)
+        + " For recurrent dynamics try forward='anderson', damping < 1 or contraction=0.9; a residual that "
+        "stalls or grows means the dynamics may have no stable fixed point."
+    )
 
 
 def _relax_scipy(F, x0, method, tol, max_iter):

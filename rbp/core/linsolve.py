@@ -212,14 +212,16 @@ def solve(
         )
         n_matvec = matvec.n + rmatvec.n - 1
     elif method == "gmres":
+        inner = min(restart, maxiter)
         xk, info = spla.gmres(
-            A, rhs, x0=guess, rtol=rtol, atol=atol, restart=restart, maxiter=max(1, maxiter // restart + 1),
+            A, rhs, x0=guess, rtol=rtol, atol=atol, restart=inner, maxiter=-(-maxiter // inner),
             callback=lambda pr: history.append(float(pr)), callback_type="pr_norm",
         )
         n_matvec = matvec.n
     elif method == "lgmres":
         xk, info = spla.lgmres(
-            A, rhs, x0=guess, rtol=rtol, atol=atol, maxiter=max(1, maxiter // restart + 1), inner_m=restart,
+            A, rhs, x0=guess, rtol=rtol, atol=atol, maxiter=-(-maxiter // min(restart, maxiter)),
+            inner_m=min(restart, maxiter),
             callback=lambda xk: history.append(_rel_residual_flat(flat_ref, xk, rhs, bnorm)),
         )
         n_matvec = matvec.n
@@ -260,6 +262,8 @@ def _rel_residual_flat(A, xk, rhs, bnorm):
 def _result(x, residual, nit, n_matvec, history, status, method):
     return Result(
         x=x, success=status == Status.SUCCESS, status=status,
-        message=status.message(f"linear solve ({method})"), nit=int(nit), n_matvec=int(n_matvec),
+        message=status.message(f"linear solve ({method})")
+        + ("" if status == Status.SUCCESS else " For the adjoint system try method='gmres' or 'direct', or a "
+           "larger maxiter; neumann/relax need the Jacobian's spectral radius below 1."), nit=int(nit), n_matvec=int(n_matvec),
         residuals=history, residual=float(residual), method=method,
     )

@@ -556,32 +556,58 @@ class Trainer:
         model, history = self.model, History()
         mask = self.weight_decay * model.params.decay_mask()
         t0 = time.perf_counter()
+        cache = {"x": None, "grad": None, "good": np.array(theta, copy=True)}
+
+        class _NonFinite(Exception):
+            pass
 
         def fun(theta):
             loss, grad = model.loss_and_grad(theta, *data, check=False)
             if self.weight_decay:
                 loss += 0.5 * float(theta @ (mask * theta))
                 grad = grad + mask * theta
+            if not (math.isfinite(loss) and np.all(np.isfinite(grad))):
+                raise _NonFinite
+            cache["x"], cache["grad"] = theta.copy(), grad
             return loss, grad
 
         last = [t0]
 
         def cb(res):
             now = time.perf_counter()
+            x = np.array(res.x, copy=True)
+            cache["good"] = x
+            grad = cache["grad"] if cache["x"] is not None and np.array_equal(cache["x"], x) else fun(x)[1]
             row = {
                 "epoch": len(history.get("epoch", [])) + 1, "loss": float(res.fun), "time": now - t0,
-                "seconds": now - last[0], "grad_norm": float(np.linalg.norm(fun(res.x)[1])),
+                "seconds": now - last[0], "grad_norm": float(np.linalg.norm(grad)),
             }
             last[0] = now
             if "accuracy" in model.metrics:
-                row["accuracy"] = model.evaluate(res.x, *data).get("accuracy", math.nan)
+                row["accuracy"] = model.evaluate(x, *data).get("accuracy", math.nan)
             if val is not None:
-                row.update({f"val_{k}": v for k, v in model.evaluate(res.x, *val).items()})
+                row.update({f"val_{k}": v for k, v in model.evaluate(x, *val).items()})
             history.append(row)
             if self.callback is not None:
-                self.callback(TrainResult(x=res.x, fun=res.fun, nit=row["epoch"], history=history))
+                self.callback(TrainResult(x=x.copy(), fun=res.fun, nit=row["epoch"], history=history))
 
-        res = scipy_minimize(fun, theta, method=self.scipy_method, maxiter=self.epochs, callback=cb)
+        try:
+            res = scipy_minimize(fun, theta, method=self.scipy_method, maxiter=self.epochs, callback=cb)
+        except _NonFinite:
+            message = (
+                f"scipy.optimize.minimize({self.scipy_method}) met a non-finite loss or gradient; returning the "
+                "last finite iterate. Rescale the inputs or use a core optimizer with a small learning rate."
+            )
+            if self.on_divergence == "raise":
+                raise DivergenceError(message) from None
+            warnings.warn(message, ConvergenceWarning, stacklevel=3)
+            n = len(history.get("epoch", []))
+            return TrainResult(
+                x=cache["good"], success=False, status=Status.DIVERGED, message=message, nit=n, history=history,
+                best_epoch=n, optimizer_state=None,
+            )
+        if not res.success and res.status != Status.CALLBACK:
+            warnings.warn(res.message + " " + res.status.message("the SciPy optimizer"), ConvergenceWarning, stacklevel=3)
         return TrainResult(
             x=res.x, success=res.success or res.status == Status.CALLBACK, status=res.status,
             message=res.message, nit=res.nit, history=history, best_epoch=res.nit, optimizer_state=None,

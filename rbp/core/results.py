@@ -40,9 +40,7 @@ class Status(enum.IntEnum):
             Status.SUCCESS: f"{what} reached its tolerance.",
             Status.MAX_ITER: (
                 f"{what} stopped at max_iter before reaching its tolerance; raise max_iter, "
-                "loosen tol, or use a faster method (anderson forward, gmres/direct backward). "
-                "If the residual stalls, the dynamics may have no stable fixed point: "
-                "enable contraction or shrink the weights."
+                "loosen the tolerance, or use a faster method."
             ),
             Status.DIVERGED: (
                 f"{what} diverged (non-finite or growing residual); the iteration is unstable: "

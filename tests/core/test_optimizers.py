@@ -227,6 +227,18 @@ def test_add_weight_decay_adds_wd_mask_theta():
         O.add_weight_decay(base, float("nan"))
 
 
+def test_clip_by_global_norm_rescales_only_long_gradients():
+    opt = O.clip_by_global_norm(O.sgd(1.0), 1.0)
+    theta = np.zeros(2)
+    step, _ = opt.update(np.array([3.0, 4.0]), opt.init(theta), theta)
+    np.testing.assert_allclose(step, [-0.6, -0.8])
+    short = np.array([0.3, -0.4])
+    step, _ = opt.update(short, opt.init(theta), theta)
+    np.testing.assert_array_equal(step, -short)
+    with pytest.raises(ValueError, match=r"clip_norm must be a positive float, got 0"):
+        O.clip_by_global_norm(O.sgd(), 0)
+
+
 # -- purity --------------------------------------------------------------------------
 
 
@@ -237,6 +249,7 @@ def _all_optimizers():
     yield "adam", O.adam(0.1)
     yield "rprop", O.rprop()
     yield "adam+wd", O.add_weight_decay(O.adam(0.1), 0.01, np.array([1.0, 0.0, 1.0]))
+    yield "momentum+clip", O.clip_by_global_norm(O.momentum(0.1), 0.5)
 
 
 def _arrays(state):
@@ -301,7 +314,8 @@ def test_get_optimizer_rejects_unknown_name_with_nearest():
 
 
 def test_get_optimizer_rejects_unknown_hyperparameter_with_nearest():
-    with pytest.raises(ValueError, match=r"optimizer 'adam' accepts \[.*'learning_rate'.*\], got unknown \['learnig_rate'\]; did you mean 'learning_rate'\?"):
+    pattern = r"optimizer 'adam' accepts \[.*'learning_rate'.*\], got unknown \['learnig_rate'\]; did you mean 'learning_rate'\?"
+    with pytest.raises(ValueError, match=pattern):
         get_optimizer("adam", learnig_rate=0.1)
     with pytest.raises(ValueError, match=r"optimizer 'momentum' accepts .*got unknown \['betta'\]; did you mean 'beta'\?"):
         get_optimizer("momentum", betta=0.9)
