@@ -33,7 +33,9 @@ def check_grad(
     fun : callable ``fun(theta, *args) -> (loss, grad)``
         For example ``model.loss_and_grad``.
     theta : ndarray, shape (n_params,)
-        Where to check. Computation is done in float64 whatever the dtype.
+        Where to check, converted to float64. Check models built in float64:
+        a float32 model rounds ``theta`` back to float32, and central
+        differences cannot resolve its gradient to ``rtol``.
     args : tuple
         Extra arguments for ``fun``, e.g. ``(X, Y)``.
     rtol : float

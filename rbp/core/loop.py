@@ -43,6 +43,7 @@ from .optimizers import (
     scipy_minimize,
 )
 from .checkpoint import load_checkpoint, save_checkpoint
+from .model import check_int
 from .params import as_generator
 from .results import ConvergenceWarning, Result, Status
 
@@ -187,6 +188,9 @@ def fit(
     TrainResult
     """
     gen = as_generator(rng)
+    if batch_size is not None:
+        check_int(batch_size, "batch_size")
+    check_int(epochs, "epochs", minimum=0)
     history_in = history
     theta = np.array(theta, copy=True)
     n = len(data[0])
@@ -298,8 +302,10 @@ def fit(
             bar.close()
 
     if early_stopping is not None and status != Status.DIVERGED and best[2] > start_epoch:
+        if status == Status.MAX_ITER and best[2] != epoch:
+            message += f"; restored the best parameters from epoch {best[2]}"
         theta = best[1]
-    if status == Status.MAX_ITER and early_stopping is None:
+    if status == Status.MAX_ITER:
         status = Status.SUCCESS
     success = status in (Status.SUCCESS, Status.CALLBACK)
     return TrainResult(
@@ -360,8 +366,7 @@ class Trainer:
         progress: bool | None = None,
     ):
         self.model = model
-        if not isinstance(epochs, (int, np.integer)) or epochs < 1:
-            raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+        check_int(epochs, "epochs")
         explicit_batch = batch_size != "default"
         if optimizer in SCIPY_METHODS:
             for name, value, default in (("batch_size", batch_size if explicit_batch else None, None),
@@ -375,7 +380,9 @@ class Trainer:
             batch_size = 32
         if not isinstance(weight_decay, (int, float)) or not weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
-        if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1
+        ):
             raise ValueError(f"batch_size must be a positive integer or None (full batch), got {batch_size!r}")
         if early_stopping is not None and (not isinstance(early_stopping, (int, np.integer)) or early_stopping < 1):
             raise ValueError(f"early_stopping must be a positive integer (patience) or None, got {early_stopping!r}")
@@ -383,7 +390,10 @@ class Trainer:
         self.validation_fraction, self.early_stopping, self.min_delta = validation_fraction, early_stopping, min_delta
         self.callback, self.progress = callback, progress
         self.weight_decay = weight_decay
-        if validation_fraction is not None and not 0 < validation_fraction < 1:
+        if validation_fraction is not None and (
+            isinstance(validation_fraction, bool) or not isinstance(validation_fraction, (int, float))
+            or not 0 < validation_fraction < 1
+        ):
             raise ValueError(f"validation_fraction must be in (0, 1) or None, got {validation_fraction!r}")
         if on_divergence not in ("warn", "raise", "halve"):
             raise ValueError(f"on_divergence must be one of ['warn', 'raise', 'halve'], got {on_divergence!r}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -96,7 +97,12 @@ def cosine_decay(init_value: float, decay_steps: int, alpha: float = 0.0) -> Cal
 def _schedule(learning_rate, argument="learning_rate"):
     if callable(learning_rate):
         return learning_rate
-    if not isinstance(learning_rate, (int, float)) or not learning_rate > 0 or not math.isfinite(learning_rate):
+    if (
+        isinstance(learning_rate, bool)
+        or not isinstance(learning_rate, numbers.Real)
+        or not learning_rate > 0
+        or not math.isfinite(learning_rate)
+    ):
         raise ValueError(f"{argument} must be a positive float or a schedule count -> float, got {learning_rate!r}")
     return constant(float(learning_rate))
 
