@@ -21,13 +21,21 @@ nesterovs_momentum=False, alpha=0, learning_rate="constant",
 learning_rate_init=0.01, activation="tanh", shuffle=False)``; each
 ``partial_fit`` call is one epoch over its input in ``gen_batches`` order, so it
 is handed ``X[perm], y[perm]`` (sklearn's own shuffle would draw a different
-permutation). Setup (construction, the first initialising call) is not timed;
-each timed call still pays partial_fit's per-call input validation.
+permutation). Setup (construction, the first initialising call) is not timed.
+Two rows: "partial_fit" (public API; each call re-validates X and re-binarizes
+y, ~0.7 ms) and "epoch only" (the private ``_fit_stochastic`` partial_fit runs,
+on data validated once; skipped if that private signature changes). The claim
+uses "epoch only": the epoch, not the setup.
 
 torch: ``nn.Sequential(Linear, Tanh, Linear)`` in float64,
 ``nn.CrossEntropyLoss``, ``torch.optim.SGD``, no DataLoader: batches are
-``X[perm[s:s+bs]]`` of a pre-made tensor; ``torch.set_num_threads`` is set to
-numpy's BLAS thread count.
+``X[perm[s:s+bs]]`` of a pre-made tensor. Timed with ``torch.set_num_threads``
+= numpy's BLAS thread count and with 1 thread; the claims use the faster. (On
+a 2-core box where another process holds a core, torch's 2-thread OpenMP
+barriers stall for whole time slices, 100x slower; a probe drops such a row.)
+
+Online mode also shows ``floor_epoch_1d``, the same math written for one
+tuple at a time (1-D vectors, no fancy indexing): the most numpy reaches.
 
 Timings are interleaved (see ``_common.interleaved``) and reported as medians;
 ratios are medians of per-repeat ratios. Exit code 0 (a report) unless
@@ -166,7 +174,7 @@ def make_model():
     return rbp.MLP(list(SIZES), hidden="tanh", loss="cross_entropy")
 
 
-# -- scikit-learn -------------------------------------------------------------------------
+# -- peers: scikit-learn ------------------------------------------------------------------
 
 
 class Peer:
@@ -236,7 +244,7 @@ def _sklearn_epoch_only(clf, X, y, set_weights, get_weights):
     return Peer(run, set_weights, get_weights, X.shape[0])
 
 
-# -- torch --------------------------------------------------------------------------------
+# -- peers: torch -------------------------------------------------------------------------
 
 
 def make_torch(torch, params, X, y, bs, threads=None):
@@ -374,6 +382,9 @@ def main(argv=None):
         print("scikit-learn is not installed: it ships the digits data this benchmark uses; nothing to do.")
         return 0
 
+    import rbp
+
+    print(f"rbp {rbp.__version__} from {os.path.dirname(rbp.__file__)}")
     X, y = load_digits()
     model = make_model()
     theta0 = model.init(np.random.default_rng(SEED))

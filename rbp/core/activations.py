@@ -54,11 +54,15 @@ def _identity_df(a, y):
 
 
 def _tanh_df(a, y):
-    return 1.0 - y * y
+    d = y * y
+    np.subtract(1.0, d, out=d)  # 1 - y**2 with one temporary instead of two
+    return d
 
 
 def _logistic_df(a, y):
-    return y * (1.0 - y)
+    d = 1.0 - y
+    d *= y
+    return d
 
 
 def _relu(a):

@@ -35,8 +35,10 @@ SCIPY_ROOT_METHODS = ("krylov", "broyden1", "broyden2", "df-sane", "hybr")
 METHODS = ("picard", "anderson", "ode") + SCIPY_ROOT_METHODS
 
 
-def _residual(x, fx):
-    return np.linalg.norm(fx - x, axis=1) / np.maximum(1.0, np.linalg.norm(x, axis=1))
+def _residual(x, fx, *, with_norm=False):
+    norm = np.linalg.norm(x, axis=1)
+    r = np.linalg.norm(fx - x, axis=1) / np.maximum(1.0, norm)
+    return (r, norm) if with_norm else r
 
 
 def relax(
@@ -76,8 +78,8 @@ def relax(
         relaxation: ``iterates[k]`` is the (B, n) state before step ``k`` and
         ``active[k]`` the (B,) mask of samples updated at that step.
     divergence : float
-        A residual above this (or a non-finite one) stops with
-        ``Status.DIVERGED``.
+        A relative residual or a state norm above this (or a non-finite
+        one) stops with ``Status.DIVERGED``, keeping the last finite state.
 
     Returns
     -------
@@ -119,7 +121,7 @@ def relax(
     if method in SCIPY_ROOT_METHODS:
         return _relax_scipy(F, x0, method, tol, max_iter)
     if method == "ode":
-        return _relax_ode(F, x0, tol, max_iter)
+        return _relax_ode(F, x0, tol, max_iter, divergence)
     return _relax_iterative(F, x0, method, tol, max_iter, damping, memory, store_iterates, divergence)
 
 
@@ -136,9 +138,11 @@ def _relax_iterative(F, x, method, tol, max_iter, damping, memory, store, diverg
     for k in range(max_iter + 1):
         fx = F(xr, rows)
         nit[rows] += 1
-        r = _residual(xr, fx)
+        r, size = _residual(xr, fx, with_norm=True)
         residual[rows] = r
-        if not np.all(np.isfinite(r)) or r.max() > divergence:
+        # A state that grows without bound diverges even when its relative
+        # residual stays moderate (a linear map with an eigenvalue > 1).
+        if not np.all(np.isfinite(r)) or r.max() > divergence or size.max() > divergence:
             status = Status.DIVERGED
             history.append(float(np.max(r)) if np.all(np.isfinite(r)) else float("inf"))
             break
@@ -287,7 +291,7 @@ def _relax_scipy(F, x0, method, tol, max_iter):
     )
 
 
-def _relax_ode(F, x0, tol, max_iter):
+def _relax_ode(F, x0, tol, max_iter, divergence):
     from scipy.integrate import solve_ivp
 
     B, n = x0.shape
@@ -304,14 +308,22 @@ def _relax_ode(F, x0, tol, max_iter):
         history.append(r)
         return r - tol
 
+    def blowup(t, v):
+        return float(np.abs(v).max()) - divergence
+
     event.terminal = True
     event.direction = -1
+    blowup.terminal = True
+    blowup.direction = 1
     t_max = float(max_iter)
-    sol = solve_ivp(rhs, (0.0, t_max), x0.ravel(), method="LSODA", events=event, rtol=tol * 1e-2, atol=tol * 1e-3)
+    sol = solve_ivp(
+        rhs, (0.0, t_max), x0.ravel(), method="LSODA", events=(event, blowup), rtol=tol * 1e-2, atol=tol * 1e-3
+    )
     x = sol.y[:, -1].reshape(B, n).copy()
     residual = _residual(x, F(x, rows))
     converged = residual <= tol * (1 + 1e-6)
-    status = Status.SUCCESS if converged.all() else Status.MAX_ITER
+    diverged = len(sol.t_events[1]) > 0 or not np.all(np.isfinite(residual))
+    status = Status.SUCCESS if converged.all() else (Status.DIVERGED if diverged else Status.MAX_ITER)
     return Result(
         x=x, success=bool(converged.all()), converged=converged, status=status,
         message=_message(status, converged, "forward relaxation (ode, solve_ivp)") + f" (t_end={sol.t[-1]:.3g})",

@@ -223,29 +223,32 @@ def fit(
             order = gen.permutation(n) if shuffle else np.arange(n)
             total_loss, grad_sq, n_batches, n_skipped, n_used, infos = 0.0, 0.0, 0, 0, 0, []
             diverged = False
+            shuffled = [a[order] for a in data]  # one gather per epoch; batches are slices of it
             for start in range(0, n, bs):
-                idx = order[start : start + bs]
-                batch = [a[idx] for a in data]
+                batch = [a[start : start + bs] for a in shuffled]
+                m = batch[0].shape[0]
                 loss, grad, info = lgi(theta, *batch, check=False)
                 if info:
                     infos.append(info)
                     if info.get("skip"):
                         n_skipped += 1
                         continue
-                if not (math.isfinite(loss) and np.all(np.isfinite(grad))):
+                # A sum of squares is finite iff every entry is (entries > ~1e154 overflow it: then look).
+                gsq = float(grad @ grad)
+                if not (math.isfinite(loss) and (math.isfinite(gsq) or np.all(np.isfinite(grad)))):
                     diverged = True
                     break
                 step, new_state = update(grad, state, theta)
                 new = (theta + step).astype(theta.dtype, copy=False)
-                if not np.all(np.isfinite(new)):
+                if not (math.isfinite(float(new @ new)) or np.all(np.isfinite(new))):
                     diverged = True
                     break
                 theta, state = new, new_state
                 if project is not None:
                     project(theta)
-                total_loss += loss * len(idx)
-                n_used += len(idx)
-                grad_sq += float(grad @ grad)
+                total_loss += loss * m
+                n_used += m
+                grad_sq += gsq
                 n_batches += 1
             seconds = time.perf_counter() - t0
             elapsed += seconds
