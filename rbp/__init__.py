@@ -8,7 +8,7 @@ gradient core (:mod:`rbp.core`).
 
 from . import data
 from .core import ConvergenceWarning, NonConvergenceError, Status, check_grad
-from .core.loop import Trainer
+from .core.loop import DivergenceError, Trainer
 from .recurrent import FixedPointNet, RecurrentTrainer
 from .static import MLP, StaticTrainer
 
@@ -23,6 +23,7 @@ __all__ = [
     "check_grad",
     "ConvergenceWarning",
     "NonConvergenceError",
+    "DivergenceError",
     "Status",
     "data",
 ]

@@ -86,7 +86,8 @@ def relax(
     Result
         ``x`` (B, n) the relaxed states; ``success`` (all samples
         converged); ``converged`` (B,) bool; ``status``; ``message``; ``nit``
-        (max evaluations over samples); ``nit_per_sample`` (B,);
+        (evaluations of F per sample, the max over samples; comparable
+        across methods, diagnostics excluded); ``nit_per_sample`` (B,);
         ``residual`` (B,) final residuals; ``residuals`` (history of the
         largest residual among the samples still running); ``n_fev``
         (sample-evaluations of F); ``iterates``/``active`` when stored.
@@ -154,6 +155,7 @@ def _relax_iterative(F, x, method, tol, max_iter, damping, memory, store, diverg
             break
         if done.any():
             converged[rows[done]] = True
+            nit[rows[done]] -= 1  # their last evaluation only confirmed convergence
             x[rows] = xr
             if done.all():
                 status = Status.SUCCESS
@@ -175,8 +177,6 @@ def _relax_iterative(F, x, method, tol, max_iter, damping, memory, store, diverg
         else:
             xr = fx
     x[rows] = xr
-    if status == Status.SUCCESS:
-        nit = nit - 1  # F evaluations that moved the state; the final one only tested it
     result = Result(
         x=x, success=bool(converged.all()), converged=converged, status=status,
         message=_message(status, converged, "forward relaxation (" + method + ")"),
@@ -251,7 +251,10 @@ def _relax_scipy(F, x0, method, tol, max_iter):
     rows = np.arange(B)
     history = []
 
+    n_eval = [0]
+
     def g(v):
+        n_eval[0] += 1
         x = v.reshape(B, n)
         fx = F(x, rows)
         return (x - fx).ravel()
@@ -265,7 +268,7 @@ def _relax_scipy(F, x0, method, tol, max_iter):
     if method in ("krylov", "broyden1", "broyden2"):
         options["fatol"] = tol * 1e-2  # absolute max-norm; the per-sample test below decides
     elif method == "df-sane":
-        options.update(fatol=tol * 1e-2, maxfev=max_iter * 2)
+        options.update(fatol=tol * 1e-2, ftol=0.0, maxfev=max_iter * 2)
         options.pop("maxiter")
     elif method == "hybr":
         options = {"maxfev": max_iter * (B * n + 1), "xtol": tol * 1e-2}
@@ -273,9 +276,8 @@ def _relax_scipy(F, x0, method, tol, max_iter):
         sol = root(g, x0.ravel(), method=method, options=options,
                    callback=None if method in ("hybr", "df-sane") else callback)
         x = sol.x.reshape(B, n)
-        nit = int(getattr(sol, "nit", getattr(sol, "nfev", 0)))
     except (ValueError, np.linalg.LinAlgError, FloatingPointError, OverflowError) as exc:
-        x, nit = x0, 0
+        x = x0
         history.append(float("inf"))
         _ = exc
     fx = F(x, rows)
@@ -287,7 +289,8 @@ def _relax_scipy(F, x0, method, tol, max_iter):
     return Result(
         x=x, success=bool(converged.all()), converged=converged, status=status,
         message=_message(status, converged, f"forward relaxation (scipy.optimize.root {method})"),
-        nit=nit, nit_per_sample=np.full(B, nit), residual=residual, residuals=history, n_fev=nit * B, method=method,
+        nit=n_eval[0], nit_per_sample=np.full(B, n_eval[0]), residual=residual, residuals=history,
+        n_fev=n_eval[0] * B, method=method,
     )
 
 

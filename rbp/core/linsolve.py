@@ -110,7 +110,10 @@ def solve(
         One of ``METHODS`` (see the module docstring).
     rtol, atol : float
         Stop when ``||b - A x|| <= max(rtol * ||b||, atol)`` (norms over the
-        whole batch), passed explicitly to SciPy (SciPy >= 1.12 names).
+        whole batch), passed explicitly to SciPy (SciPy >= 1.12 names). For
+        ``neumann`` and ``relax``, ``rtol = atol = 0`` means "exactly
+        ``maxiter`` terms", the truncated series of Neumann-RBP, reported as
+        a success with its final residual.
     maxiter : int, optional
         Iteration cap (Krylov iterations, series terms or relaxation sweeps).
         Default: ``10 * n`` for Krylov methods, 1000 for ``neumann``/``relax``.
@@ -168,6 +171,7 @@ def solve(
 
     if method in ("neumann", "relax"):
         maxiter = 1000 if maxiter is None else maxiter
+        fixed_terms = rtol == 0 and atol == 0  # Neumann-RBP as in Liao et al.: exactly maxiter terms
         step = 1.0 if method == "neumann" else damping
         x = np.zeros_like(b) if x0 is None else np.array(x0, dtype=np.float64)
         r = b - matvec(x) if x0 is not None else b.copy()
@@ -187,6 +191,8 @@ def solve(
             if rn <= threshold:
                 status = Status.SUCCESS
                 break
+        if fixed_terms and status == Status.MAX_ITER:
+            status = Status.SUCCESS
         return _result(x, history[-1], it, matvec.n, history, status, method)
 
     # Krylov methods through scipy.sparse.linalg on the flattened batch.

@@ -503,6 +503,8 @@ class Trainer:
                 checkpoint, n_params=self.model.params.size, optimizer_state=self.optimizer.init(theta)
             )
             start.update({k: loaded[k] for k in ("theta", "optimizer_state", "epoch", "history")})
+            if "epoch" in start["history"]:
+                start["history"]["epoch"] = [int(e) for e in start["history"]["epoch"]]
             start["rng"] = loaded["rng"] if loaded["rng"] is not None else gen
             start["theta"] = self.model.check_theta(start["theta"])
 
@@ -561,7 +563,7 @@ class Trainer:
             warnings.warn(
                 f"{len(misses)} mini-batch(es) missed a solver threshold during training "
                 f"(counted per epoch in result.history, e.g. 'n_forward_failed'). First: {misses[0]}",
-                ConvergenceWarning, stacklevel=4,
+                ConvergenceWarning, stacklevel=3,
             )
         return result
 

@@ -34,6 +34,9 @@ class Status(enum.IntEnum):
     CALLBACK = 4
     INVALID = 5
 
+    def __str__(self) -> str:
+        return self.name
+
     def message(self, what: str = "the solver") -> str:
         """A sentence saying what happened and what to try."""
         return {
@@ -64,16 +67,31 @@ class Result(OptimizeResult):
     """
 
 
-def warn_or_raise(message: str, policy: str = "warn", *, stacklevel: int = 2) -> None:
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside rbp
+    (the user's line), from the function that calls ``warnings.warn``."""
+    import os
+    import sys
+
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def warn_or_raise(message: str, policy: str = "warn", *, stacklevel: int | None = None) -> None:
     """Report a convergence failure according to ``policy``.
 
-    ``"warn"`` issues :class:`ConvergenceWarning`, ``"raise"`` raises
-    :class:`NonConvergenceError`, ``"ignore"`` does nothing (the failure is
-    still counted by the caller).
+    ``"warn"`` issues :class:`ConvergenceWarning` (pointing at the user's
+    line unless ``stacklevel`` is given), ``"raise"`` raises
+    :class:`NonConvergenceError`, ``"ignore"``/``"skip"`` do nothing (the
+    failure is still counted by the caller).
     """
     if policy == "raise":
         raise NonConvergenceError(message)
     if policy == "warn":
-        warnings.warn(message, ConvergenceWarning, stacklevel=stacklevel + 1)
+        level = user_stacklevel() if stacklevel is None else stacklevel + 1
+        warnings.warn(message, ConvergenceWarning, stacklevel=level)
     elif policy not in ("ignore", "skip"):
         raise ValueError(f"policy must be one of ['warn', 'raise', 'skip', 'ignore'], got {policy!r}")

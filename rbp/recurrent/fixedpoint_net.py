@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from ..core.activations import get_activation, unknown_name_message
@@ -20,6 +22,10 @@ __all__ = ["FixedPointNet", "BACKWARD_METHODS"]
 #: backprop through the stored relaxation iterates (the reference).
 BACKWARD_METHODS = LINEAR_METHODS + ("bptt",)
 POLICIES = ("warn", "raise", "skip", "ignore")
+
+
+def _real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 class FixedPointNet(Model):
@@ -50,6 +56,8 @@ class FixedPointNet(Model):
         Picard damping ``tau`` and Anderson memory.
     backward_tol, backward_max_iter, backward_damping : float, int, float
         The adjoint solve's relative tolerance, cap and (``relax``) step.
+        ``backward="neumann", backward_tol=0, backward_max_iter=K`` is
+        Neumann-RBP truncated at exactly K terms (Liao et al. 2018).
     contraction : float, optional
         Keep ``||W||_2 * Lip(f) <= contraction`` (< 1) by rescaling ``W``
         after every update (:meth:`project`), which guarantees a unique,
@@ -155,17 +163,23 @@ class FixedPointNet(Model):
             raise ValueError(f"backward='bptt' differentiates the Picard iterates, so it needs forward='picard', got {forward!r}")
         if on_failure not in POLICIES:
             raise ValueError(unknown_name_message("on_failure", on_failure, POLICIES))
-        for name, value in (("tol", tol), ("backward_tol", backward_tol)):
-            if not (isinstance(value, (int, float)) and value > 0):
-                raise ValueError(f"{name} must be a positive float, got {value!r}")
-        if not 0 < damping <= 1:
+        if not (_real(tol) and np.isfinite(tol) and tol > 0):
+            raise ValueError(f"tol must be a positive finite float, got {tol!r}")
+        fixed_terms = backward in ("neumann", "relax") and backward_max_iter is not None
+        if not (_real(backward_tol) and np.isfinite(backward_tol) and (backward_tol > 0 or (backward_tol == 0 and fixed_terms))):
+            raise ValueError(
+                f"backward_tol must be a positive float (or 0 with backward='neumann'/'relax' and "
+                f"backward_max_iter=K for exactly K terms), got {backward_tol!r} with backward={backward!r}"
+            )
+        if not (_real(damping) and 0 < damping <= 1):
             raise ValueError(f"damping must be in (0, 1], got {damping!r}")
-        if not 0 < backward_damping <= 1:
+        if not (_real(backward_damping) and 0 < backward_damping <= 1):
             raise ValueError(f"backward_damping must be in (0, 1], got {backward_damping!r}")
-        if contraction is not None and not 0 < contraction < 1:
+        if contraction is not None and not (_real(contraction) and 0 < contraction < 1):
             raise ValueError(f"contraction must be in (0, 1) or None, got {contraction!r}")
         self.forward, self.backward = forward, backward
-        self.tol, self.max_iter, self.damping, self.memory = float(tol), check_int(max_iter, "max_iter"), damping, memory
+        self.tol, self.max_iter, self.damping = float(tol), check_int(max_iter, "max_iter"), damping
+        self.memory = check_int(memory, "memory")
         self.backward_tol, self.backward_damping = float(backward_tol), backward_damping
         self.backward_max_iter = None if backward_max_iter is None else check_int(backward_max_iter, "backward_max_iter")
         self.contraction, self.on_failure, self.spectral = contraction, on_failure, spectral
@@ -348,7 +362,7 @@ class FixedPointNet(Model):
             if self.on_failure == "skip":
                 info["skip"] = True
             else:
-                warn_or_raise(" ".join(failed), self.on_failure, stacklevel=3)
+                warn_or_raise(" ".join(failed), self.on_failure)
         return loss / B, grad, info
 
     def _backprop_iterates(self, fwd, gx, W, drive, X, g):

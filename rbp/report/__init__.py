@@ -1,5 +1,23 @@
-"""Run folders, figures and the convergence report (matplotlib is imported lazily)."""
+"""Run folders, figures and the convergence report (matplotlib is imported lazily).
 
-from .run import atomic_write, write_run
+:func:`write_run` writes a run folder (config, metrics.csv, summary.json,
+figures, report.html/report.md); :func:`load_run` reads one back;
+:func:`save_checkpoint`/:func:`load_checkpoint` keep parameters as ``.npz``
+plus JSON; :mod:`rbp.report.figures` draws the figures and
+:mod:`rbp.report.render` the HTML/Markdown report.
+"""
 
-__all__ = ["write_run", "atomic_write"]
+from .checkpoint import load_checkpoint, save_checkpoint
+from .render import write_report
+from .run import atomic_write, load_run, metrics_csv, read_metrics_csv, write_run
+
+__all__ = [
+    "write_run",
+    "load_run",
+    "atomic_write",
+    "metrics_csv",
+    "read_metrics_csv",
+    "write_report",
+    "save_checkpoint",
+    "load_checkpoint",
+]

@@ -1,4 +1,8 @@
-"""A run is a folder: resolved config, per-epoch metrics, summary, figures."""
+"""A run is a folder: resolved config, per-epoch metrics, summary, figures, report.
+
+Files are written atomically (temporary file + rename), so a reader never
+sees a partial file.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["write_run", "atomic_write"]
+__all__ = ["write_run", "atomic_write", "metrics_csv", "read_metrics_csv", "load_run", "METRIC_COLUMNS"]
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path, data, mode: str = "w"):
@@ -32,6 +42,7 @@ def atomic_write(path, data, mode: str = "w"):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         with os.fdopen(fd, mode + ("b" if isinstance(data, bytes) and "b" not in mode else "")) as fh:
             fh.write(data)
             fh.flush()
@@ -60,64 +71,184 @@ def _jsonable(obj):
     return str(obj)
 
 
+#: Leading metrics.csv columns, in this order, when present; others follow sorted.
+METRIC_COLUMNS = (
+    "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "grad_norm", "seconds", "time",
+    "forward_iterations", "forward_iterations_max", "adjoint_iterations", "adjoint_matvecs",
+    "n_forward_failed", "n_adjoint_failed", "n_skipped", "spectral_radius",
+)
+
+
 def metrics_csv(runs) -> str:
     """Per-epoch metrics of several runs as CSV text (one row per run and epoch;
-    columns ``run, seed`` then the union of history keys, readable by pandas)."""
+    columns ``run, seed`` then the union of history keys, readable by pandas).
+
+    Missing or NaN values are empty cells. Column order: :data:`METRIC_COLUMNS`
+    first, then the other keys sorted.
+
+    Examples
+    --------
+    >>> print(metrics_csv([{"label": "MLP", "seed": 0, "history": {"epoch": [1, 2], "loss": [0.5, 0.25]}}]))
+    run,seed,epoch,loss
+    MLP,0,1,0.5
+    MLP,0,2,0.25
+    <BLANKLINE>
+    """
     keys = []
     for r in runs:
-        for k in r.get("history", {}):
+        for k in r.get("history") or {}:
             if k not in keys:
                 keys.append(k)
-    front = [k for k in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy") if k in keys]
+    front = [k for k in METRIC_COLUMNS if k in keys]
     keys = front + sorted(k for k in keys if k not in front)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["run", "seed"] + keys)
     for r in runs:
-        h = r.get("history", {})
+        h = r.get("history") or {}
         n = max((len(v) for v in h.values()), default=0)
         for i in range(n):
-            row = [r.get("label", ""), r.get("seed", "")]
+            row = [r.get("label", ""), "" if r.get("seed") is None else r.get("seed")]
             for k in keys:
                 col = h.get(k, [])
                 v = col[i] if i < len(col) else ""
+                if isinstance(v, (np.floating, np.integer)):
+                    v = v.item()
                 row.append("" if v is None or (isinstance(v, float) and math.isnan(v)) else v)
             w.writerow(row)
     return buf.getvalue()
 
 
-def write_run(out_dir, config: dict, summary: dict) -> Path:
-    """Write a run folder: ``config.json`` (resolved, with package versions),
-    ``metrics.csv`` (per epoch, every run), ``summary.json``.
+def read_metrics_csv(path) -> list:
+    """Runs (``label``, ``seed``, ``history``) from a metrics.csv written by
+    :func:`metrics_csv`; empty cells become NaN, ``epoch`` and ``n_*`` counts ints."""
+    runs: dict = {}
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        cols = [c for c in (reader.fieldnames or []) if c not in ("run", "seed")]
+        for row in reader:
+            seed = row.get("seed", "")
+            seed = int(seed) if seed.strip().lstrip("-").isdigit() else (seed or None)
+            key = (row.get("run", ""), seed)
+            run = runs.setdefault(key, {"label": key[0], "seed": seed, "history": {c: [] for c in cols}})
+            for c in cols:
+                text = row.get(c, "")
+                try:
+                    v = float(text) if text != "" else math.nan
+                except ValueError:
+                    v = text
+                if isinstance(v, float) and v.is_integer() and (c == "epoch" or c.startswith("n_")):
+                    v = int(v)
+                run["history"][c].append(v)
+    return list(runs.values())
+
+
+def _versions() -> dict:
+    import platform
+
+    import matplotlib
+    import scipy
+
+    import rbp
+
+    return {
+        "rbp": rbp.__version__, "numpy": np.__version__, "scipy": scipy.__version__,
+        "matplotlib": matplotlib.__version__, "python": platform.python_version(),
+    }
+
+
+def write_run(out_dir, config: dict, summary: dict, *, report: bool = True) -> Path:
+    """Write a run folder and its report.
+
+    Files: ``config.json`` (the resolved config with package versions),
+    ``config.toml`` (the same, re-runnable with ``rbp run`` when it names its
+    ``script`` or ``experiment``), ``metrics.csv`` (per epoch, every run),
+    ``summary.json``, the standard convergence figures ``figures/*.png`` and
+    ``report.html`` (self-contained) plus ``report.md``.
 
     Parameters
     ----------
     out_dir : path
     config : dict
-        The resolved configuration.
+        The resolved configuration (``section -> key -> value``; optional
+        top-level ``script``/``experiment``/``invocation``).
     summary : dict
-        What an experiment's ``run`` returned: ``runs`` (list of dicts with
-        ``label``, ``seed``, ``history``...), ``table`` (list of row dicts),
-        ``figures`` (list of ``{"file", "caption"}``).
+        What an experiment's ``run`` returned: ``experiment``, ``runs`` (list
+        of dicts with ``label``, ``seed``, ``history``...), ``table`` (row
+        dicts, comparison first), ``figures`` (``{"file", "caption"}``, files
+        relative to ``out_dir``), ``notes``. Unless ``standard_figures`` is
+        false in it, the loss, accuracy, gradient-cost and spectral-radius
+        figures drawn from the runs' histories are appended to ``figures``.
+    report : bool
+        Also draw the standard figures and write ``report.html``/``report.md``.
 
     Returns
     -------
     Path
         The run folder.
+
+    Examples
+    --------
+    >>> import tempfile, json, pathlib
+    >>> out = write_run(tempfile.mkdtemp(), {"train": {"epochs": 2}},
+    ...                 {"experiment": "demo", "table": [{"method": "a", "loss": 0.1}],
+    ...                  "runs": [{"label": "a", "seed": 0, "history": {"epoch": [1, 2], "loss": [0.3, 0.1]}}]})
+    >>> sorted(p.name for p in out.iterdir())
+    ['config.json', 'config.toml', 'figures', 'metrics.csv', 'report.html', 'report.md', 'summary.json']
+    >>> [f["file"] for f in json.loads((out / "summary.json").read_text())["figures"]]
+    ['figures/loss.png']
     """
-    import platform
+    import datetime
 
-    import scipy
-
-    import rbp
+    from ..config import dumps_toml
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    summary = dict(summary)
+    summary.setdefault("created", datetime.datetime.now().isoformat(timespec="seconds"))
     resolved = dict(config)
-    resolved["versions"] = {
-        "rbp": rbp.__version__, "numpy": np.__version__, "scipy": scipy.__version__, "python": platform.python_version(),
-    }
+    resolved["versions"] = _versions()
+    runs = summary.get("runs") or []
+    figures = list(summary.get("figures") or [])
+    if report and summary.get("standard_figures", True) and runs:
+        from .figures import standard_figures
+
+        listed = {f.get("file") for f in figures}
+        figures += [f for f in standard_figures(runs, out / "figures", root=out) if f["file"] not in listed]
+    summary["figures"] = figures
     atomic_write(out / "config.json", json.dumps(_jsonable(resolved), indent=2) + "\n")
-    atomic_write(out / "metrics.csv", metrics_csv(summary.get("runs", [])))
+    toml_config = {k: v for k, v in resolved.items() if k not in ("versions", "invocation")}
+    header = "Resolved configuration of this run; re-run it with `rbp run config.toml`" + (
+        "" if ("script" in toml_config or "experiment" in toml_config) else " after adding script = \"...\""
+    ) + ".\n" + ", ".join(f"{k} {v}" for k, v in resolved["versions"].items())
+    atomic_write(out / "config.toml", dumps_toml(_jsonable(toml_config), header=header))
+    atomic_write(out / "metrics.csv", metrics_csv(runs))
     atomic_write(out / "summary.json", json.dumps(_jsonable(summary), indent=2) + "\n")
+    if report:
+        from .render import write_report
+
+        write_report(out, _jsonable(resolved), _jsonable(summary))
     return out
+
+
+def load_run(run_dir):
+    """Read a run folder back: ``(config, summary)``.
+
+    The runs' histories come from ``summary.json`` or, when it holds none,
+    from ``metrics.csv``. NaN values written as JSON ``null`` stay ``None``.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ValueError(f"run folder {str(run_dir)!r} does not exist")
+    summary_path = run_dir / "summary.json"
+    metrics_path = run_dir / "metrics.csv"
+    if not summary_path.exists() and not metrics_path.exists():
+        raise ValueError(f"{str(run_dir)!r} is not a run folder: it has neither summary.json nor metrics.csv")
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    config_path = run_dir / "config.json"
+    config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    runs = summary.get("runs") or []
+    if not any(r.get("history") for r in runs) and metrics_path.exists():
+        summary["runs"] = read_metrics_csv(metrics_path)
+    summary.setdefault("experiment", run_dir.name)
+    return config, summary

@@ -1,0 +1,260 @@
+"""The ``rbp`` command.
+
+::
+
+    rbp compare [--data digits|glyphs] [--seeds N] [--quick] [--out DIR] [--set section.key=value ...] [--quiet]
+    rbp run CONFIG.toml|SCRIPT.py [--set section.key=value ...] [--seeds N] [--quick] [--out DIR] [--quiet]
+    rbp report RUN [RUN ...] [-o FILE] [--labels NAME ...]
+    rbp list [--dir experiments]
+
+``compare`` is the main job: static backprop (an MLP) against recurrent
+backprop (a FixedPointNet, adjoint solve and BPTT through its relaxation) on
+the same OCR task and seeds; it prints the comparison table and writes a run
+folder with ``report.html``. ``run`` runs any experiment script through its
+TOML config; ``report`` overlays several run folders in one report; ``list``
+shows the experiments. Configs are validated before anything runs.
+Progress bars appear on a terminal only, never with ``--quiet``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import sys
+import time
+from pathlib import Path
+
+from ..config import ConfigError, parse_sets
+
+__all__ = ["main", "build_parser"]
+
+
+def _add_run_options(p, *, data=False):
+    if data:
+        p.add_argument("--data", choices=("digits", "glyphs"), help="the OCR task (default: digits)")
+    p.add_argument("--seeds", type=int, metavar="N", help="repeat with N seeds (mean ± spread in the report)")
+    p.add_argument("--quick", action="store_true", help="a small, fast version (fewer samples and epochs)")
+    p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<name>-<date>-<time>)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config value, TOML syntax (repeatable), e.g. --set train.epochs=5")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or status lines")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="BLAS threads during the run (default 1: the small matrix products here run fastest "
+                        "single-threaded; 0 keeps the library default); needs threadpoolctl")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rbp", description="Backpropagation research toolkit: experiment runs and convergence reports."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    p = sub.add_parser("compare", help="static vs recurrent backprop on the same OCR task (the main job)",
+                       description="Train an MLP (static backprop) and a FixedPointNet (recurrent backprop "
+                                   "and BPTT) on the same OCR task and seeds; print the comparison table and "
+                                   "write a run folder with report.html.")
+    _add_run_options(p, data=True)
+    p = sub.add_parser("run", help="run an experiment from its TOML config (or script)",
+                       description="Load CONFIG (a TOML file naming its script, or a script), validate it "
+                                   "against the script's DEFAULTS, run it and write the run folder and report.")
+    p.add_argument("config", metavar="CONFIG", help="experiments/<name>.toml (or an experiment script .py)")
+    _add_run_options(p)
+    p = sub.add_parser("report", help="overlay several runs in one report",
+                       description="Overlay the learning curves and solver diagnostics of several run folders "
+                                   "in one report.html (+ .md), with every run's table and figures.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders (with summary.json or metrics.csv)")
+    p.add_argument("-o", "--output", default="report.html", metavar="FILE",
+                   help="the HTML file to write (default report.html; FILE.md and FILE_figures/ beside it)")
+    p.add_argument("--labels", nargs="+", metavar="NAME", help="a name per run (default: the folder names)")
+    p.add_argument("--title", help="report title")
+    p = sub.add_parser("list", help="show the experiments",
+                       description="The built-in experiments and every experiments/*.toml here.")
+    p.add_argument("--dir", default="experiments", help="folder of TOML configs (default: experiments)")
+    return parser
+
+
+def _default_out(name: str) -> Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path("runs") / f"{name}-{stamp}"
+    i = 2
+    while out.exists():
+        out = Path("runs") / f"{name}-{stamp}-{i}"
+        i += 1
+    return out
+
+
+@contextlib.contextmanager
+def _blas_threads(n: int):
+    """Limit BLAS threads to ``n`` while the block runs (no-op for 0 or without threadpoolctl)."""
+    if n < 0:
+        raise ConfigError(f"--threads must be >= 0, got {n}")
+    if n == 0:
+        yield
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(limits=n, user_api="blas"):
+        yield
+
+
+def _execute(exp, config: dict, args, meta: dict) -> int:
+    from ..report import write_run
+    from ..report.tables import text_table
+
+    out = Path(args.out) if args.out else _default_out(exp.name)
+    out.mkdir(parents=True, exist_ok=True)
+    progress = False if args.quiet else None
+    if not args.quiet:
+        print(f"rbp: running {exp.name} into {out}", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    with _blas_threads(args.threads):
+        summary = exp.run(config, out, progress=progress)
+    seconds = time.perf_counter() - t0
+    summary.setdefault("experiment", exp.name)
+    summary.setdefault("seconds", seconds)
+    resolved = dict(meta)
+    resolved.update(config)
+    resolved["invocation"] = {
+        "argv": ["rbp"] + list(args.argv), "quick": bool(args.quick), "sets": list(args.sets),
+        "seeds": args.seeds, "threads": args.threads, "seconds": round(seconds, 3),
+    }
+    write_run(out, resolved, summary)
+    title = summary.get("title") or exp.name
+    print(title)
+    print(text_table(summary.get("table") or []))
+    for extra in summary.get("tables") or []:
+        print()
+        print(extra.get("title", ""))
+        print(text_table(extra.get("rows") or []))
+    print(f"\n{seconds:.1f} s; report: {out / 'report.html'}")
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from .experiments import builtin
+
+    exp = builtin("compare")
+    sets = parse_sets(args.sets)
+    file_overrides = {"data": {"name": args.data}} if args.data else {}
+    config = exp.resolve(file_overrides=file_overrides, quick=args.quick, sets=sets, seeds=args.seeds,
+                         file_name="--data")
+    return _execute(exp, config, args, {"experiment": "compare"})
+
+
+def _cmd_run(args) -> int:
+    from .experiments import from_toml, load_script
+
+    path = Path(args.config)
+    sets = parse_sets(args.sets)
+    if path.suffix == ".py":
+        exp, overrides = load_script(path), {}
+        meta = {"script": str(path.resolve())}
+    else:
+        exp, overrides, description = from_toml(path)
+        meta = {"script": str(exp.script)} if exp.script is not None else {"experiment": exp.name}
+        if description:
+            meta["description"] = description
+    config = exp.resolve(file_overrides=overrides, quick=args.quick, sets=sets, seeds=args.seeds,
+                         file_name=str(path))
+    return _execute(exp, config, args, meta)
+
+
+def _cmd_report(args) -> int:
+    from ..report import load_run
+    from ..report.figures import standard_figures
+    from ..report.render import write_report
+
+    dirs = [Path(r) for r in args.runs]
+    if args.labels and len(args.labels) != len(dirs):
+        raise ConfigError(f"--labels needs one name per run ({len(dirs)}), got {len(args.labels)}")
+    names = args.labels or [d.resolve().name for d in dirs]
+    html_path = Path(args.output)
+    if html_path.suffix.lower() not in (".html", ".htm"):
+        html_path = html_path.with_name(html_path.name + ".html")
+    out_dir = html_path.parent
+    fig_dir = out_dir / f"{html_path.stem}_figures"
+    runs, table, figures, notes, configs = [], [], [], [], {}
+    for name, d in zip(names, dirs):
+        try:
+            config, summary = load_run(d)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        configs[name] = {k: v for k, v in config.items() if k not in ("versions",)}
+        prefix = f"{name}: " if len(dirs) > 1 else ""
+        for r in summary.get("runs") or []:
+            r = dict(r)
+            r["label"] = prefix + str(r.get("label", "run"))
+            runs.append(r)
+        for row in summary.get("table") or []:
+            table.append({"run": name, **row})
+        for n in summary.get("notes") or []:
+            notes.append(f"{name}: {n}")
+        for fig in summary.get("figures") or []:
+            path = d / fig["file"]
+            figures.append({"file": fig["file"], "path": str(path.resolve()),
+                            "caption": f"[{name}] {fig.get('caption', '')}"})
+    overlay = standard_figures(runs, fig_dir, root=out_dir)
+    summary = {
+        "experiment": "overlay",
+        "title": args.title or ("Overlay: " + " vs ".join(names)),
+        "description": "Runs overlaid: " + ", ".join(f"{n} ({d})" for n, d in zip(names, dirs)) + ".",
+        "table": table,
+        "table_caption": "The comparison tables of the runs, one block of rows per run.",
+        "notes": notes,
+        "figures": overlay + figures,
+        "runs": runs,
+    }
+    config = {"runs": {n: str(d) for n, d in zip(names, dirs)}}
+    html_file, md_file = write_report(out_dir, config, summary, html_name=html_path.name,
+                                      md_name=html_path.stem + ".md")
+    print(f"report: {html_file} (and {md_file}); {len(runs)} runs, {len(summary['figures'])} figures")
+    return 0
+
+
+def _cmd_list(args) -> int:
+    from ..report.tables import text_table
+    from .experiments import discover
+
+    rows = [{"name": e["name"], "run with": ("rbp compare" if e["config"] is None else f"rbp run {e['config']}"),
+             "description": e["description"]} for e in discover(args.dir)]
+    print(text_table(rows))
+    return 0
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``rbp`` command; returns the exit status.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments without the program name (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 on success, 2 for an invalid command line or config (the message,
+        naming the offending key, goes to stderr).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    args.argv = argv
+    commands = {"compare": _cmd_compare, "run": _cmd_run, "report": _cmd_report, "list": _cmd_list}
+    try:
+        return commands[args.command](args)
+    except ConfigError as exc:
+        print(f"rbp {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ImportError as exc:
+        if "scikit-learn" in str(exc):
+            print(f"rbp {args.command}: error: {exc}; or use --data glyphs, which needs nothing extra",
+                  file=sys.stderr)
+            return 2
+        raise
