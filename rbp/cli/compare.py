@@ -319,7 +319,7 @@ class _Log:
         if progress:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, desc="compare", unit="run", file=sys.stderr)
+            self.bar = tqdm(total=total, desc="compare", unit="run", file=sys.stderr, leave=False)
 
     def __call__(self, text):
         if not self.enabled:

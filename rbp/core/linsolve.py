@@ -247,7 +247,10 @@ def solve(
         status = Status.BREAKDOWN
     else:
         status = Status.MAX_ITER
-    return _result(x, res, len(history), n_matvec, history, status, method)
+    nit = len(history)
+    if not history or history[-1] != res:
+        history.append(res)  # SciPy's callbacks can miss the final iterate
+    return _result(x, res, nit, n_matvec, history, status, method)
 
 
 def _norm_bound(op, b):

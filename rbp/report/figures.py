@@ -75,11 +75,21 @@ def group_runs(runs) -> dict:
     return groups
 
 
+def _scalar(v) -> float:
+    """A history entry as a float; anything that is not one number becomes NaN."""
+    if isinstance(v, (bool, np.bool_)) or v is None:
+        return float(v) if v is not None else np.nan
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return np.nan
+
+
 def _column(history, key, n=None):
     col = history.get(key)
-    if col is None:
+    if col is None or isinstance(col, (str, bytes)) or not hasattr(col, "__len__"):
         return None
-    arr = np.array([np.nan if v is None else v for v in col], dtype=float)
+    arr = np.array([_scalar(v) for v in col], dtype=float)
     return arr if n is None else np.pad(arr, (0, max(0, n - len(arr))), constant_values=np.nan)[:n]
 
 
@@ -358,6 +368,8 @@ def standard_figures(runs, fig_dir, *, root=None, prefix: str = "") -> list:
     list of dict
         ``{"file", "caption"}`` per figure written.
     """
+    import warnings
+
     fig_dir = Path(fig_dir)
     out = []
     for name, fn in (
@@ -366,7 +378,12 @@ def standard_figures(runs, fig_dir, *, root=None, prefix: str = "") -> list:
         ("gradient_cost", lambda p: solver_effort(runs, p, root=root)),
         ("spectral_radius", lambda p: spectral_radius(runs, p, root=root)),
     ):
-        fig = fn(fig_dir / f"{prefix}{name}.png")
+        try:
+            fig = fn(fig_dir / f"{prefix}{name}.png")
+        except Exception as exc:  # a report must not fail on one odd history
+            warnings.warn(f"report: could not draw the {name} figure from the runs' histories: {exc!r}",
+                          stacklevel=2)
+            continue
         if fig is not None:
             out.append(fig)
     return out
@@ -470,6 +487,7 @@ def misclassified_grid(X, y_true, y_pred, classes, image_shape, path, *, title: 
     wrong = np.flatnonzero(np.asarray(y_true) != np.asarray(y_pred))
     fig_cols = 8
     n = min(len(wrong), max_n)
+    wrong = wrong[np.unique(np.linspace(0, len(wrong) - 1, n).round().astype(int))] if n else wrong
     rows = max(1, math.ceil(n / fig_cols))
     fig, axes = _new_figure(ncols=fig_cols, nrows=rows, size=(1.05, 1.3))
     for ax in axes.ravel():
@@ -486,5 +504,7 @@ def misclassified_grid(X, y_true, y_pred, classes, image_shape, path, *, title: 
                 spine.set_linewidth(2)
     if n == 0:
         axes[0, 0].text(0, 0.5, "no misclassified test samples", fontsize=10)
-    fig.suptitle(f"{title} ({len(wrong)} of {len(y_true)} wrong; first {n} shown, true→predicted)", fontsize=10)
+    n_wrong = int(np.sum(np.asarray(y_true) != np.asarray(y_pred)))
+    shown = "all shown" if n == n_wrong else f"{n} shown, spread over the test set"
+    fig.suptitle(f"{title} ({n_wrong} of {len(y_true)} wrong; {shown}; true→predicted)", fontsize=10)
     return _save(fig, path, caption, root)

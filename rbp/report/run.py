@@ -94,9 +94,13 @@ def metrics_csv(runs) -> str:
     MLP,0,2,0.25
     <BLANKLINE>
     """
+    def columns_of(r):
+        h = r.get("history") or {}
+        return {k: v for k, v in h.items() if isinstance(v, (list, tuple, np.ndarray))}
+
     keys = []
     for r in runs:
-        for k in r.get("history") or {}:
+        for k in columns_of(r):
             if k not in keys:
                 keys.append(k)
     front = [k for k in METRIC_COLUMNS if k in keys]
@@ -105,7 +109,7 @@ def metrics_csv(runs) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["run", "seed"] + keys)
     for r in runs:
-        h = r.get("history") or {}
+        h = columns_of(r)
         n = max((len(v) for v in h.values()), default=0)
         for i in range(n):
             row = [r.get("label", ""), "" if r.get("seed") is None else r.get("seed")]
