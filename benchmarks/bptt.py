@@ -164,7 +164,10 @@ def report(title, samples, skipped=()):
                      f"{paired_ratio(xs, samples['rbp']):.2f}x"])
     for name in skipped:
         rows.append([name, "skipped (not installed)", "", "", ""])
-    return f"\n{title}\n" + table(["method", "median ms", "spread", "/ floor", "/ rbp"], rows)
+    out = f"\n{title}\n" + table(["method", "median ms", "spread", "/ floor", "/ rbp"], rows)
+    if any((max(xs) - min(xs)) > 0.25 * median(xs) for xs in samples.values()):
+        out += "\n(noisy: some spread (max-min)/median > 25%; the paired ratios are the robust numbers)"
+    return out
 
 
 def main(argv=None):

@@ -9,7 +9,7 @@ gradient core (:mod:`rbp.core`).
 from . import data
 from .core import ConvergenceWarning, NonConvergenceError, Status, check_grad
 from .core.loop import DivergenceError, Trainer
-from .recurrent import FixedPointNet, RecurrentTrainer
+from .recurrent import ElmanRNN, FixedPointNet, RecurrentTrainer, fit_stream
 from .static import MLP, StaticTrainer
 
 __version__ = "0.1.0"
@@ -17,6 +17,8 @@ __version__ = "0.1.0"
 __all__ = [
     "MLP",
     "FixedPointNet",
+    "ElmanRNN",
+    "fit_stream",
     "RecurrentTrainer",
     "StaticTrainer",
     "Trainer",

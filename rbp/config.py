@@ -17,10 +17,10 @@ Examples
 >>> schema = {"train": {"epochs": 30, "learning_rate": 0.005}, "run": {"seeds": 1}}
 >>> resolve(schema, {"train": {"learning_rate": 1}}, parse_sets(["run.seeds=3"]))
 {'train': {'epochs': 30, 'learning_rate': 1.0}, 'run': {'seeds': 3}}
->>> validate({"train": {"epoch": 5}}, schema)
+>>> validate({"train": {"epoch": 5}}, schema)  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-rbp.config.ConfigError: config: unknown key 'train.epoch'; did you mean 'train.epochs'? (valid keys in [train]: epochs, learning_rate)
+rbp.config.ConfigError: config: unknown key 'train.epoch'; did you mean 'train.epochs'? (valid keys ...)
 """
 
 from __future__ import annotations

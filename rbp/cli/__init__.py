@@ -25,14 +25,16 @@ import sys
 import time
 from pathlib import Path
 
-from ..config import ConfigError, parse_sets
+from ..config import ConfigError, merge, parse_sets
 
 __all__ = ["main", "build_parser"]
 
 
 def _add_run_options(p, *, data=False):
     if data:
-        p.add_argument("--data", choices=("digits", "glyphs"), help="the OCR task (default: digits)")
+        p.add_argument("--data", choices=("digits", "glyphs"),
+                       help="the OCR task (default: digits; glyphs also sets model.contraction=0.9 and "
+                            "train.target_accuracy=0.8)")
     p.add_argument("--seeds", type=int, metavar="N", help="repeat with N seeds (mean ± spread in the report)")
     p.add_argument("--quick", action="store_true", help="a small, fast version (fewer samples and epochs)")
     p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<name>-<date>-<time>)")
@@ -137,11 +139,12 @@ def _execute(exp, config: dict, args, meta: dict) -> int:
 def _cmd_compare(args) -> int:
     from .experiments import builtin
 
+    from .compare import PRESETS
+
     exp = builtin("compare")
-    sets = parse_sets(args.sets)
-    file_overrides = {"data": {"name": args.data}} if args.data else {}
-    config = exp.resolve(file_overrides=file_overrides, quick=args.quick, sets=sets, seeds=args.seeds,
-                         file_name="--data")
+    # the --data preset wins over --quick; explicit --set values win over both
+    sets = merge(PRESETS[args.data] if args.data else {}, parse_sets(args.sets))
+    config = exp.resolve(quick=args.quick, sets=sets, seeds=args.seeds)
     return _execute(exp, config, args, {"experiment": "compare"})
 
 

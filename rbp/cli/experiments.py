@@ -43,10 +43,6 @@ class Experiment:
     quick: dict = field(default_factory=dict)
     constraints: dict | None = None
 
-    @property
-    def doc(self) -> str:
-        return (inspect.getdoc(self.module) or "").strip().splitlines()[0] if inspect.getdoc(self.module) else ""
-
     def resolve(self, *, file_overrides=None, quick=False, sets=None, seeds=None, file_name="config") -> dict:
         """The resolved config: DEFAULTS <- TOML file <- QUICK <- --set <- --seeds."""
         layers, sources = [file_overrides or {}], [file_name]

@@ -150,11 +150,43 @@ def _load_npz(path) -> dict:
         raise CheckpointError(f"{path} metadata is not valid JSON: {exc}") from None
     if not isinstance(meta, dict) or meta.get("format") not in ("rbp-checkpoint", "rbp-params"):
         raise CheckpointError(f"{path} is not an rbp file (format {meta.get('format') if isinstance(meta, dict) else meta!r})")
-    if meta.get("version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has format version {meta.get('version')!r}; this rbp reads version {FORMAT_VERSION}"
-        )
+    version = meta.get("version")
+    if isinstance(version, bool) or version != FORMAT_VERSION:
+        raise CheckpointError(f"{path} has format version {version!r}; this rbp reads version {FORMAT_VERSION}")
+    _validate_meta(path, meta)
     return arrays, meta
+
+
+def _validate_meta(path, meta):
+    """Types of every metadata field, so a crafted file fails with a clear message."""
+
+    def bad(field, expected, got):
+        raise CheckpointError(f"{path}: metadata field {field!r} must be {expected}, got {got!r}")
+
+    epoch = meta.get("epoch", 0)
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        bad("epoch", "an integer >= 0", epoch)
+    history = meta.get("history", {})
+    if not isinstance(history, dict) or not all(
+        isinstance(col, list) and all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in col)
+        for col in history.values()
+    ):
+        bad("history", "a dict of lists of numbers", type(history).__name__)
+    if not isinstance(meta.get("meta", {}), dict):
+        bad("meta", "a dict", type(meta.get("meta")).__name__)
+    opt = meta.get("optimizer")
+    if opt is not None:
+        if (
+            not isinstance(opt, dict) or not isinstance(opt.get("type"), str)
+            or not isinstance(opt.get("arrays", []), list) or not isinstance(opt.get("scalars", {}), dict)
+        ):
+            bad("optimizer", "a dict with 'type', 'arrays' (list) and 'scalars' (dict)", opt)
+        for name, value in opt.get("scalars", {}).items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                bad(f"optimizer.scalars.{name}", "a number", value)
+    rng = meta.get("rng")
+    if rng is not None and not (isinstance(rng, dict) and isinstance(rng.get("bit_generator"), str)):
+        bad("rng", "a numpy bit-generator state (dict)", type(rng).__name__)
 
 
 def _check_theta(path, theta, n_params):
@@ -211,11 +243,16 @@ def load_checkpoint(path, *, n_params: int | None = None, optimizer_state=None) 
                 a = arrays.get(f"opt__{name}")
                 if a is None or a.shape != value.shape:
                     raise CheckpointError(f"{path}: optimizer field {name!r} missing or of the wrong shape")
+                if not np.all(np.isfinite(a)):
+                    raise CheckpointError(f"{path}: optimizer field {name!r} contains NaN or inf")
                 fields[name] = a.astype(value.dtype, copy=False)
             else:
                 if name not in saved.get("scalars", {}):
                     raise CheckpointError(f"{path}: optimizer field {name!r} missing")
-                fields[name] = type(value)(saved["scalars"][name])
+                scalar = saved["scalars"][name]
+                if isinstance(value, (int, np.integer)) and scalar != int(scalar):
+                    raise CheckpointError(f"{path}: optimizer field {name!r} must be an integer, got {scalar!r}")
+                fields[name] = type(value)(scalar)
         out["optimizer_state"] = optimizer_state._replace(**fields)
     rng_state = meta.get("rng")
     if rng_state is not None:

@@ -47,7 +47,7 @@ from .model import check_int
 from .params import as_generator
 from .results import ConvergenceWarning, Result, Status
 
-__all__ = ["fit", "Trainer", "TrainResult", "split_validation", "History", "DivergenceError"]
+__all__ = ["fit", "progress_bar", "Trainer", "TrainResult", "split_validation", "History", "DivergenceError"]
 
 
 class DivergenceError(RuntimeError):
@@ -104,7 +104,12 @@ def _aggregate(infos: list) -> dict:
     return out
 
 
-def _progress(enabled, total, desc):
+def progress_bar(enabled, total: int, desc: str):
+    """A tqdm bar over epochs on a terminal, or None.
+
+    ``enabled=None`` shows it only when stderr is a TTY, so runs in CI and
+    pipes stay quiet; ``False`` never shows it.
+    """
     if enabled is None:
         enabled = sys.stderr.isatty()
     if not enabled:
@@ -214,7 +219,7 @@ def fit(
         history[key] = list(column)
     best = (math.inf, theta.copy(), start_epoch)
     status, message = Status.MAX_ITER, f"completed {epochs} epochs"
-    bar = _progress(progress, epochs, type(model).__name__)
+    bar = progress_bar(progress, epochs, type(model).__name__)
     elapsed = 0.0
     epoch = start_epoch
     try:

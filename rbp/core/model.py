@@ -85,7 +85,7 @@ class Model:
             raise ValueError("theta must be finite, got NaN or inf")
         return theta.astype(self.dtype, copy=False)
 
-    def loss_and_grad(self, theta, X, Y, *args, check: bool = True):
+    def loss_and_grad(self, theta, X, Y, *args, check: bool = True, **kwargs):
         """Loss and gradient, the contract's training entry point.
 
         Parameters
@@ -93,6 +93,8 @@ class Model:
         theta : ndarray, shape (n_params,)
         X, Y : array_like
             Inputs and targets (see the model's docstring for their shapes).
+        *args, **kwargs
+            Further data the model takes (for example a sequence ``mask``).
         check : bool
             Validate and encode ``X, Y`` first (default). The training loop
             passes data prepared once by :meth:`prepare` and ``check=False``.
@@ -104,7 +106,7 @@ class Model:
         grad : ndarray, shape (n_params,)
             Its gradient with respect to ``theta``.
         """
-        loss, grad, _ = self.loss_grad_info(theta, X, Y, *args, check=check)
+        loss, grad, _ = self.loss_grad_info(theta, X, Y, *args, check=check, **kwargs)
         return loss, grad
 
     def evaluate(self, theta, *data) -> dict:

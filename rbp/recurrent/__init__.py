@@ -1,14 +1,9 @@
 """Recurrent backprop (:class:`FixedPointNet`) and backprop through time
-(:class:`ElmanRNN`), trained by :class:`RecurrentTrainer`."""
+(:class:`ElmanRNN`, :func:`fit_stream`), trained by :class:`RecurrentTrainer`."""
 
+from .elman import ElmanRNN
 from .fixedpoint_net import BACKWARD_METHODS, FixedPointNet
+from .stream import fit_stream
 from .trainer import RecurrentTrainer
 
-__all__ = ["FixedPointNet", "RecurrentTrainer", "BACKWARD_METHODS"]
-
-try:  # the BPTT model lands separately
-    from .elman import ElmanRNN  # noqa: F401
-
-    __all__.append("ElmanRNN")
-except ImportError:  # pragma: no cover
-    pass
+__all__ = ["FixedPointNet", "ElmanRNN", "RecurrentTrainer", "fit_stream", "BACKWARD_METHODS"]

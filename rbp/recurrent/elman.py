@@ -487,15 +487,6 @@ class ElmanRNN(Model):
         loss, grad, _ = self._bptt(theta, X, Y, mask, h0, self.truncation)
         return loss, grad, {"n_steps": int(np.count_nonzero(mask))}
 
-    def loss_and_grad(self, theta, X, Y, mask=None, *, check: bool = True):
-        """Loss and gradient (the contract's entry point); ``mask`` may be passed by keyword.
-
-        See :meth:`loss_grad_info` for the arguments. ``scipy.optimize.minimize(
-        net.loss_and_grad, theta, args=(X, Y, mask), jac=True)`` trains the net.
-        """
-        loss, grad, _ = self.loss_grad_info(theta, X, Y, mask, check=check)
-        return loss, grad
-
     def loss_grad_state(self, theta, X, T, mask, *, h0=None, truncation=None):
         """Loss, gradient and hidden states on *prepared* data: the building block of stream training.
 

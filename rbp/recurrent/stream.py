@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-import sys
 import time
 import warnings
 
 import numpy as np
 
-from ..core.loop import History, TrainResult
+from ..core.loop import History, TrainResult, progress_bar
 from ..core.model import check_int
 from ..core.optimizers import Optimizer, clip_by_global_norm, get_optimizer
 from ..core.params import as_generator
@@ -17,17 +16,6 @@ from ..core.results import ConvergenceWarning, Status
 from .elman import check_truncation, truncation_windows
 
 __all__ = ["fit_stream"]
-
-
-def _progress(enabled, total, desc):
-    # TODO(core): rbp.core.loop._progress is private; a public progress_bar() there would be reused here.
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="epoch", leave=False, file=sys.stderr)
 
 
 def fit_stream(
@@ -160,7 +148,7 @@ def fit_stream(
     state = opt.init(theta)
     history = History()
     status, message = Status.SUCCESS, f"completed {epochs} epochs"
-    bar = _progress(progress, epochs, f"{type(model).__name__} stream")
+    bar = progress_bar(progress, epochs, f"{type(model).__name__} stream")
     elapsed, epoch, final_state = 0.0, 0, None
     try:
         for epoch in range(1, epochs + 1):

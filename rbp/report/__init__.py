@@ -2,12 +2,10 @@
 
 :func:`write_run` writes a run folder (config, metrics.csv, summary.json,
 figures, report.html/report.md); :func:`load_run` reads one back;
-:func:`save_checkpoint`/:func:`load_checkpoint` keep parameters as ``.npz``
-plus JSON; :mod:`rbp.report.figures` draws the figures and
+:mod:`rbp.report.figures` draws the figures and
 :mod:`rbp.report.render` the HTML/Markdown report.
 """
 
-from .checkpoint import load_checkpoint, save_checkpoint
 from .render import write_report
 from .run import atomic_write, load_run, metrics_csv, read_metrics_csv, write_run
 
@@ -18,6 +16,4 @@ __all__ = [
     "metrics_csv",
     "read_metrics_csv",
     "write_report",
-    "save_checkpoint",
-    "load_checkpoint",
 ]

@@ -309,7 +309,7 @@ def solver_effort(runs, path, *, root=None) -> dict | None:
     caption += f"; {_seeds_phrase(groups)}."
     if failed:
         caption += " Non-converged solves: " + ", ".join(
-            f"{label} {key[2:].replace('_', ' ')} {v:g} per seed" for (label, key), v in failed.items()
+            f"{label} {key[2:].replace('_', ' ')} {v:.3g} per seed" for (label, key), v in failed.items()
         ) + "."
     else:
         caption += " Every forward and adjoint solve reached its threshold." if (has_fwd or has_adj) else ""
@@ -390,7 +390,7 @@ def standard_figures(runs, fig_dir, *, root=None, prefix: str = "") -> list:
 
 
 def residual_traces(traces, path, *, title: str, xlabel: str, ylabel: str, caption: str, tol=None,
-                    root=None) -> dict | None:
+                    root=None, color_offset: int = 0) -> dict | None:
     """Residual histories on a log scale, one colour per label.
 
     Parameters
@@ -400,12 +400,16 @@ def residual_traces(traces, path, *, title: str, xlabel: str, ylabel: str, capti
         share a label (for example one per sample).
     tol : float, optional
         Draw the threshold as a horizontal line.
+    color_offset : int
+        Start at this colour of the palette (to match the colour a method has
+        in the other figures).
     """
     traces = [t for t in traces if t.get("residuals")]
     if not traces:
         return None
     labels = list(dict.fromkeys(t["label"] for t in traces))
-    colors = _palette(labels)
+    padded = _palette([f"\0{i}" for i in range(color_offset)] + labels)
+    colors = {label: padded[label] for label in labels}
     fig, axes = _new_figure(size=(6.4, 4.2))
     ax = axes[0, 0]
     seen = set()

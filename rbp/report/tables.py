@@ -47,13 +47,19 @@ def _number(v) -> str:
 
 
 def _plus_minus(m: float, s: float) -> str:
-    """``m ± s`` with ``s`` to two significant digits and ``m`` to the same decimal place."""
+    """``m ± s``: ``s`` to two significant digits, ``m`` to the same decimal place
+    (but no more than four significant digits of ``m``)."""
     if s == 0 or not math.isfinite(s) or not math.isfinite(m):
         return f"{_number(m)} ± {_number(s)}"
     decimals = 1 - math.floor(math.log10(abs(s)))
+    if m != 0:
+        decimals = min(decimals, max(0, 3 - math.floor(math.log10(abs(m)))))
     if decimals < 0 or decimals > 8 or abs(m) >= 1e5:
         return f"{_number(m)} ± {s:.2g}"
-    return f"{m:.{decimals}f} ± {s:.{decimals}f}"
+    sd = f"{s:.{decimals}f}"
+    if float(sd) == 0:
+        sd = f"{s:.1g}"
+    return f"{m:.{decimals}f} ± {sd}"
 
 
 def format_cell(v) -> str:

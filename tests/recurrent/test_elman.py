@@ -364,7 +364,7 @@ def test_padding_after_the_end_does_not_affect_loss_or_gradient():
     net = ElmanRNN(2, 4, 2, learn_h0=True)
     theta = perturbed_init(net, rng)
     X, Y, m = make_data(net, 4, 8, rng, mask="lengths")
-    l1, g1 = net.loss_and_grad(theta, X, Y, m)
+    l1, g1 = net.loss_and_grad(theta, X, Y, mask=m)
     X2, Y2 = X.copy(), Y.copy()
     X2[~m] = 1e3 * rng.normal(size=X2[~m].shape)  # steps after each sequence's end
     Y2[~m] = -5.0
@@ -453,21 +453,27 @@ def _bad_inputs():
     nan_Y[0, 0, 1] = np.nan
     empty_row = np.ones((3, 5), bool)
     empty_row[1] = False
+    S = r"got shape \("  # every shape message ends with what it received
     return [
-        ("mask shape", (X, Y, np.ones((3, 4), bool)), r"mask must have shape \(batch, time\) = \(3, 5\).*got shape \(3, 4\)"),
-        ("mask 2-D transposed", (X, Y, np.ones((5, 3), bool)), r"mask.*\(3, 5\).*got shape \(5, 3\)"),
+        ("mask shape", (X, Y, np.ones((3, 4), bool)),
+         r"mask must have shape \(batch, time\) = \(3, 5\).*" + S + r"3, 4\)"),
+        ("mask transposed", (X, Y, np.ones((5, 3), bool)), r"mask.*\(3, 5\).*" + S + r"5, 3\)"),
         ("mask values", (X, Y, np.full((3, 5), 2)), r"mask must be boolean .*got dtype int64"),
-        ("zero length", (X[:, :0], Y[:, :0], None), r"X must have at least one time step .*length 0.*got shape \(3, 0, 2\)"),
+        ("zero length", (X[:, :0], Y[:, :0], None),
+         r"X must have at least one time step .*length 0.*" + S + r"3, 0, 2\)"),
         ("empty sequence", (X, Y, empty_row), r"mask must select at least one step of every sequence.*\[1\]"),
-        ("no sequences", (X[:0], Y[:0], None), r"X must contain at least one sequence, got shape \(0, 5, 2\)"),
-        ("Y too short", (X, Y[:, :4], None), r"Y must have shape \(batch, time\) = \(3, 5\).*\(3, 5, 3\).*got shape \(3, 4\)"),
-        ("Y wrong n_out", (X, float_Y[..., :2], None), r"Y must have shape .*\(3, 5, 3\).*got shape \(3, 5, 2\)"),
-        ("Y 1-D", (X, Y[:, 0], None), r"Y must have shape .*got shape \(3,\)"),
-        ("X features", (X[..., :1], Y, None), r"X must have 2 features \(last axis\), got shape \(3, 5, 1\)"),
-        ("X 2-D", (X[:, :, 0], Y, None), r"X must be a 3-D array of shape \(batch, time, features\), got shape \(3, 5\)"),
+        ("no sequences", (X[:0], Y[:0], None), r"X must contain at least one sequence, " + S + r"0, 5, 2\)"),
+        ("Y too short", (X, Y[:, :4], None),
+         r"Y must have shape \(batch, time\) = \(3, 5\).*\(3, 5, 3\).*" + S + r"3, 4\)"),
+        ("Y wrong n_out", (X, float_Y[..., :2], None), r"Y must have shape .*\(3, 5, 3\).*" + S + r"3, 5, 2\)"),
+        ("Y 1-D", (X, Y[:, 0], None), r"Y must have shape .*" + S + r"3,\)"),
+        ("X features", (X[..., :1], Y, None), r"X must have 2 features \(last axis\), " + S + r"3, 5, 1\)"),
+        ("X 2-D", (X[:, :, 0], Y, None),
+         r"X must be a 3-D array of shape \(batch, time, features\), " + S + r"3, 5\)"),
         ("X NaN", (nan_X, Y, None), r"X must be finite, got nan at index \(1, 2, 0\)"),
         ("Y NaN", (X, nan_Y, None), r"Y must be finite, got NaN"),
-        ("label out of range", (X, np.where(Y == 0, 3, Y), None), r"Y class labels must be in \[0, 2\] for 3 output units, got \[3"),
+        ("label out of range", (X, np.where(Y == 0, 3, Y), None),
+         r"Y class labels must be in \[0, 2\] for 3 output units, got \[3"),
         ("negative label", (X, Y - 1, None), r"Y class labels must be in \[0, 2\].*got \[-1"),
         ("non-integer labels", (X, Y + 0.5, None), r"Y must hold class indices"),
     ]
@@ -490,7 +496,8 @@ def test_invalid_theta_h0_and_constructor_arguments():
     theta = net.init(0)
     with pytest.raises(ValueError, match=rf"theta must be a 1-D array of {net.n_params} parameters.*got shape \(5,\)"):
         net.loss_and_grad(np.zeros(5), X, Y)
-    with pytest.raises(ValueError, match=re.escape("h0 must have shape (n_hidden,) = (3,) or (batch, n_hidden) = (2, 3), got shape (2, 4)")):
+    expected = "h0 must have shape (n_hidden,) = (3,) or (batch, n_hidden) = (2, 3), got shape (2, 4)"
+    with pytest.raises(ValueError, match=re.escape(expected)):
         net.run(theta, X, h0=np.zeros((2, 4)))
     with pytest.raises(ValueError, match="h0 must be finite"):
         net.loss_grad_info(theta, X, Y, h0=np.full(3, np.inf))
