@@ -23,3 +23,12 @@ def test_ci_runs_the_readme_test_command():
     test_command = _readme_commands()[1]
     assert "pytest" in test_command
     assert test_command in ci, f"CI must run the README's test command verbatim: {test_command!r}"
+
+
+def test_readme_python_example_runs(tmp_path, monkeypatch):
+    text = (ROOT / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```python")[1:]]
+    assert blocks, "README has a Python example"
+    monkeypatch.chdir(tmp_path)
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {"__name__": "__readme__"})

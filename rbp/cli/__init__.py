@@ -89,8 +89,6 @@ def _default_out(name: str) -> Path:
 @contextlib.contextmanager
 def _blas_threads(n: int):
     """Limit BLAS threads to ``n`` while the block runs (no-op for 0 or without threadpoolctl)."""
-    if n < 0:
-        raise ConfigError(f"--threads must be >= 0, got {n}")
     if n == 0:
         yield
         return
@@ -107,6 +105,8 @@ def _execute(exp, config: dict, args, meta: dict) -> int:
     from ..report import write_run
     from ..report.tables import text_table
 
+    if args.threads < 0:
+        raise ConfigError(f"--threads must be >= 0 (0: the BLAS library's default), got {args.threads}")
     out = Path(args.out) if args.out else _default_out(exp.name)
     out.mkdir(parents=True, exist_ok=True)
     progress = False if args.quiet else None
@@ -137,9 +137,8 @@ def _execute(exp, config: dict, args, meta: dict) -> int:
 
 
 def _cmd_compare(args) -> int:
-    from .experiments import builtin
-
     from .compare import PRESETS
+    from .experiments import builtin
 
     exp = builtin("compare")
     # the --data preset wins over --quick; explicit --set values win over both

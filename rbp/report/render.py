@@ -42,6 +42,17 @@ details pre { background: #f6f8fa; padding: 0.8em; overflow-x: auto; font-size: 
 """
 
 
+def _listed(figures) -> list:
+    out = []
+    for fig in figures or []:
+        if isinstance(fig, dict) and (fig.get("file") or fig.get("path")):
+            out.append(fig)
+        else:
+            warnings.warn(f"report: a figure entry must be a dict with 'file' and 'caption', got {fig!r}",
+                          stacklevel=3)
+    return out
+
+
 def _figure_path(fig: dict, root) -> Path:
     p = Path(fig.get("path") or fig["file"])
     return p if p.is_absolute() or root is None else Path(root) / p
@@ -126,7 +137,7 @@ def render_html(summary: dict, config: dict, *, root=None, title=None, config_te
     for extra in summary.get("tables") or []:
         out.append(f"<h3>{html.escape(str(extra.get('title', '')))}</h3>")
         out.append(html_table(extra.get("rows") or [], caption=extra.get("caption")))
-    figures = summary.get("figures") or []
+    figures = _listed(summary.get("figures"))
     if figures:
         out.append("<h2>Figures</h2>")
     for i, fig in enumerate(figures, start=1):
@@ -134,14 +145,14 @@ def render_html(summary: dict, config: dict, *, root=None, title=None, config_te
         caption = html.escape(str(fig.get("caption", "")))
         if path.exists():
             data = base64.b64encode(path.read_bytes()).decode("ascii")
-            alt = html.escape(Path(fig["file"]).stem.replace("_", " "))
+            alt = html.escape(path.stem.replace("_", " "))
             out.append(
                 f'<figure id="fig{i}"><img alt="{alt}" src="data:image/png;base64,{data}">'
                 f"<figcaption><b>Figure {i}.</b> {caption}</figcaption></figure>"
             )
         else:
             warnings.warn(f"report: figure file {str(path)!r} is listed in the summary but missing", stacklevel=2)
-            out.append(f'<p class="missing">Figure {i}: file {html.escape(str(fig["file"]))} is missing.</p>')
+            out.append(f'<p class="missing">Figure {i}: file {html.escape(str(path))} is missing.</p>')
     runs = summary.get("runs") or []
     if runs:
         out.append("<h2>Runs</h2>")
@@ -174,7 +185,7 @@ def render_markdown(summary: dict, config: dict, *, root=None, title=None, md_di
         out += [f"### {extra.get('title', '')}", "", markdown_table(extra.get("rows") or []), ""]
         if extra.get("caption"):
             out += [f"_{extra['caption']}_", ""]
-    figures = summary.get("figures") or []
+    figures = _listed(summary.get("figures"))
     if figures:
         out += ["## Figures", ""]
     for i, fig in enumerate(figures, start=1):

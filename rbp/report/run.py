@@ -218,7 +218,11 @@ def write_run(out_dir, config: dict, summary: dict, *, report: bool = True) -> P
         from .figures import standard_figures
 
         listed = {f.get("file") for f in figures}
-        figures += [f for f in standard_figures(runs, out / "figures", root=out) if f["file"] not in listed]
+        names = ("loss", "accuracy", "gradient_cost", "spectral_radius")
+        # never overwrite a figure of the experiment's own that happens to share a standard name
+        prefix = "convergence_" if any(f"figures/{n}.png" in listed for n in names) else ""
+        figures += [f for f in standard_figures(runs, out / "figures", root=out, prefix=prefix)
+                    if f["file"] not in listed]
     summary["figures"] = figures
     atomic_write(out / "config.json", json.dumps(_jsonable(resolved), indent=2) + "\n")
     toml_config = {k: v for k, v in resolved.items() if k not in ("versions", "invocation")}
