@@ -6,7 +6,7 @@ in the Almeida-Pineda form (:class:`FixedPointNet`) and backprop through time
 gradient core (:mod:`rbp.core`).
 """
 
-from . import data
+from . import data, report
 from .core import ConvergenceWarning, NonConvergenceError, Status, check_grad
 from .core.loop import DivergenceError, Trainer
 from .recurrent import ElmanRNN, FixedPointNet, RecurrentTrainer, fit_stream
@@ -28,4 +28,5 @@ __all__ = [
     "DivergenceError",
     "Status",
     "data",
+    "report",
 ]

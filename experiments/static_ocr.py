@@ -1,0 +1,340 @@
+"""Static backprop OCR: how well does an MLP read printed characters in unseen typefaces, and handwritten digits?
+
+Research question
+    How accurate is a one-hidden-layer MLP trained by static backpropagation
+    (Rumelhart, Hinton & Williams 1986) on two OCR tasks, and how does its
+    score on *typefaces it never saw* compare with its score on digits, whose
+    random split does not hold out writers?
+
+What is compared
+    * ``glyphs`` -- the 36 characters ``A-Z0-9`` rendered from the fonts
+      bundled with matplotlib (``rbp.data.glyphs``, 16x16 pixels, random
+      warp/stroke/noise). Three whole typefaces (``DejaVuSerif``,
+      ``STIXGeneralItalic``, ``cmtt10``) are held out for the test set; the
+      score is reported over all three and per typeface. Model:
+      ``MLP([256, 256, 36], hidden="relu", loss="cross_entropy")``, Adam
+      (lr 2e-3, batches of 32, weight decay 1e-4), 10 % of the training
+      faces' samples held out for validation and early stopping (patience 10,
+      best weights restored), at most 60 epochs.
+    * ``digits`` -- the 1797 UCI 8x8 handwritten digits shipped with
+      scikit-learn (``rbp.data.digits``), a stratified 50/50 split. Model:
+      ``MLP([64, 128, 10], hidden="relu", loss="cross_entropy")`` with the
+      ``StaticTrainer`` defaults (Adam lr 2e-3, 60 epochs, batches of 32,
+      weight decay 1e-4; no validation split).
+
+    The data splits are fixed (``data.seed``); ``run.seeds`` repeats training
+    with the seeds ``run.seed, run.seed + 1, ...`` (initialisation, validation
+    split and shuffling) and the table reports mean and standard deviation.
+
+How to reproduce
+    ``python experiments/static_ocr.py``             (the README main job: 1 seed)
+    ``python experiments/static_ocr.py --seeds 5``   (the protocol)
+    ``python experiments/static_ocr.py --quick``     (a seconds-long smoke test)
+    ``rbp run experiments/static_ocr.toml``
+
+    Timings below were measured with ``OPENBLAS_NUM_THREADS=1`` on a shared
+    2-core machine: the matrices here are small, and the default
+    multithreaded OpenBLAS on the same busy machine made the glyph training
+    8x slower (62 s instead of 8 s; 76 s for the whole default run).
+
+Expected results (measured: ``--seeds 5``, training seeds 0-4, data seed 0)
+    digits: test accuracy 0.9706 +- 0.0019 (mean +- s.d.), ~1 s per seed.
+    (Drawing a new digits split per seed instead gives 0.9735 over the same
+    five seeds: the split moves the score by +-0.006, more than the training
+    seed does.)
+    glyphs: 0.920 +- 0.007 on the three held-out typefaces, 8-22 s per seed
+    depending on the machine's load (early stopping after 30-42 epochs); per
+    typeface DejaVuSerif 0.985, STIXGeneralItalic 0.916, cmtt10 (typewriter)
+    0.857. For scale,
+    scikit-learn's ``MLPClassifier`` reaches ~0.80 on the default, smaller
+    glyph set (10 samples per character and typeface); this setup draws 30,
+    which alone lifted the MLP from ~0.86 to ~0.91-0.92.
+    The default run (1 seed: glyphs 0.910, digits 0.969) takes 15-30 s in all.
+
+Figures: ``figures/<task>_curves.png`` (loss and error rate per epoch: training,
+validation, test) and ``figures/glyphs_per_font.png`` (test accuracy per
+held-out typeface).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import pathlib
+
+import numpy as np
+
+import rbp
+import rbp.report
+from rbp.report.tables import text_table
+
+NAME = "static_ocr"
+
+DEFAULTS = {
+    "data": {
+        "tasks": ["glyphs", "digits"],  # which OCR tasks to run, in table order
+        "seed": 0,  # fixes the digits split and the glyph distortions
+        "digits_test_size": 0.5,
+        "glyphs_charset": "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",
+        "glyphs_size": 16,
+        "glyphs_n_per_font": 30,
+        "glyphs_n_test_fonts": 3,
+    },
+    "model": {
+        "activation": "relu",
+        "digits_hidden": [128],  # hidden layer widths
+        "glyphs_hidden": [256],
+    },
+    "train": {
+        "optimizer": "adam",
+        "learning_rate": 2e-3,
+        "epochs": 60,
+        "batch_size": 32,
+        "weight_decay": 1e-4,
+        "digits_early_stopping": 0,  # patience in epochs; 0 = off (all epochs, no validation split)
+        "glyphs_early_stopping": 10,
+        "validation_fraction": 0.1,  # held out of the training set where early stopping is on
+    },
+    "run": {"seeds": 1, "seed": 0},
+}
+
+QUICK = {
+    "data": {"glyphs_charset": "AXO7", "glyphs_n_per_font": 2, "digits_test_size": 0.5},
+    "train": {"epochs": 3, "batch_size": 64},
+}
+
+TASKS = ("digits", "glyphs")
+CONSTRAINTS = {"data.tasks": TASKS}  # extra config rules for `rbp run` (rbp.config.validate)
+
+
+def _merge(base: dict, override: dict, path: str = "") -> dict:
+    """Deep merge that rejects keys absent from ``base`` (nothing is silently ignored)."""
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if key not in out:
+            raise ValueError(f"unknown config key {path + key!r}; valid: {', '.join(sorted(out))}")
+        if isinstance(out[key], dict):
+            out[key] = _merge(out[key], value, f"{path}{key}.")
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _load(task: str, data: dict):
+    if task == "digits":
+        return rbp.data.digits(test_size=data["digits_test_size"], rng=data["seed"])
+    return rbp.data.glyphs(
+        data["glyphs_charset"], size=data["glyphs_size"], n_per_font=data["glyphs_n_per_font"],
+        n_test_fonts=data["glyphs_n_test_fonts"], rng=data["seed"],
+    )
+
+
+def _train_one(task, ds, config, seed, progress):
+    """Train one MLP; returns the run dict (history with test curves added)."""
+    model_cfg, train_cfg = config["model"], config["train"]
+    sizes = [ds.n_features, *model_cfg[f"{task}_hidden"], ds.n_classes]
+    net = rbp.MLP(sizes, hidden=model_cfg["activation"], loss="cross_entropy")
+    test_data = net.prepare(ds.X_test, ds.y_test)
+    test_curve = {"test_loss": [], "test_accuracy": []}
+
+    def record_test(intermediate):
+        metrics = net.evaluate(intermediate.x, *test_data)
+        test_curve["test_loss"].append(float(metrics["loss"]))
+        test_curve["test_accuracy"].append(float(metrics["accuracy"]))
+
+    patience = train_cfg[f"{task}_early_stopping"] or None
+    val_fraction = train_cfg["validation_fraction"] if patience else None
+    trainer = rbp.StaticTrainer(
+        net, train_cfg["optimizer"], learning_rate=train_cfg["learning_rate"], epochs=train_cfg["epochs"],
+        batch_size=train_cfg["batch_size"], weight_decay=train_cfg["weight_decay"],
+        validation_fraction=val_fraction, early_stopping=patience, callback=record_test, progress=progress,
+    )
+    result = trainer.fit(ds.X_train, ds.y_train, rng=seed)
+    pred = net.predict_classes(result.x, ds.X_test)
+    correct = pred == ds.y_test
+    history = {k: list(v) for k, v in result.history.items()}
+    history.update(test_curve)
+    seconds = float(history["time"][-1])  # the trainer's wall time, without the per-epoch test evaluation
+    run = {
+        "label": task, "seed": int(seed), "model": f"MLP {'-'.join(map(str, sizes))} {model_cfg['activation']}",
+        "params": int(net.n_params), "test_accuracy": float(correct.mean()), "seconds": seconds,
+        "epochs": int(result.nit), "best_epoch": int(result.best_epoch), "status": result.status.name,
+        "history": history,
+    }
+    if task == "glyphs":
+        fonts = ds.meta["test_fonts"]
+        per_font = correct.reshape(len(fonts), -1).mean(axis=1)  # rows are ordered font, class, sample
+        run["per_font_accuracy"] = {font: float(a) for font, a in zip(fonts, per_font)}
+    return run
+
+
+def _stats(values):
+    values = np.asarray(values, dtype=float)
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def _table(runs, tasks, datasets):
+    rows = []
+    for task in tasks:
+        mine = [r for r in runs if r["label"] == task]
+        acc, acc_sd = _stats([r["test_accuracy"] for r in mine])
+        test_what = "held-out typefaces" if task == "glyphs" else "held-out half"
+        rows.append({
+            "task": task, "test_set": test_what, "model": mine[0]["model"], "params": mine[0]["params"],
+            "n_train": int(datasets[task].X_train.shape[0]), "n_test": int(datasets[task].X_test.shape[0]),
+            "seeds": len(mine), "test_accuracy": acc, "test_accuracy_sd": acc_sd,
+            "epochs": float(np.mean([r["epochs"] for r in mine])),
+            "seconds": float(np.mean([r["seconds"] for r in mine])),
+        })
+        if task == "glyphs":
+            for font in mine[0]["per_font_accuracy"]:
+                acc, acc_sd = _stats([r["per_font_accuracy"][font] for r in mine])
+                rows.append({
+                    "task": "glyphs", "test_set": f"typeface {font}", "model": mine[0]["model"],
+                    "params": mine[0]["params"], "n_train": rows[-1]["n_train"],
+                    "n_test": int(datasets[task].X_test.shape[0] // len(mine[0]["per_font_accuracy"])),
+                    "seeds": len(mine), "test_accuracy": acc, "test_accuracy_sd": acc_sd,
+                    "epochs": rows[-1]["epochs"], "seconds": rows[-1]["seconds"],
+                })
+    return rows
+
+
+def _plot_curves(plt, task, runs, path):
+    """Loss (log) and error rate (log) per epoch: training, validation, test; one line per seed."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(9.5, 3.8))
+    series = [("loss", "accuracy", "training", "C0", "-"), ("val_loss", "val_accuracy", "validation", "C2", "--"),
+              ("test_loss", "test_accuracy", "test", "C3", "-")]
+    for i, run in enumerate(runs):
+        h = run["history"]
+        epochs = np.asarray(h["epoch"])
+        alpha = 1.0 if i == 0 else 0.35
+        for loss_key, acc_key, name, colour, style in series:
+            if loss_key not in h or all(v is None or (isinstance(v, float) and math.isnan(v)) for v in h[loss_key]):
+                continue
+            label = name if i == 0 else None
+            ax_loss.plot(epochs, h[loss_key], style, color=colour, alpha=alpha, lw=1.4, label=label)
+            err = 1.0 - np.asarray(h[acc_key], dtype=float)
+            err[err <= 0] = np.nan  # zero errors cannot be drawn on a log scale: leave a gap
+            ax_err.plot(epochs, err, style, color=colour, alpha=alpha, lw=1.4, label=label)
+        if run["epochs"] != run["best_epoch"] and run["best_epoch"] > 0:
+            ax_err.axvline(run["best_epoch"], color="0.5", lw=0.8, ls=":", alpha=alpha,
+                           label="restored best epoch" if i == 0 else None)
+    test_set = "held-out typefaces" if task == "glyphs" else "held-out half"
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss (nats per sample)", yscale="log",
+                title=f"{task}: loss")
+    ax_err.set(xlabel="epoch", ylabel="error rate (1 - accuracy)", yscale="log", title=f"{task}: error rate")
+    handles, labels = ax_err.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9, frameon=False)
+    n = len(runs)
+    fig.suptitle(f"Static backprop, MLP on {task} (test set: {test_set}; {n} seed{'s' if n > 1 else ''})",
+                 fontsize=11)
+    for ax in (ax_loss, ax_err):
+        ax.grid(True, which="major", alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+
+
+def _plot_fonts(plt, runs, path):
+    fonts = list(runs[0]["per_font_accuracy"])
+    acc = np.array([[r["per_font_accuracy"][f] for f in fonts] for r in runs])
+    overall = np.array([r["test_accuracy"] for r in runs])
+    names = fonts + ["all held-out"]
+    means = list(acc.mean(axis=0)) + [overall.mean()]
+    sds = list(acc.std(axis=0, ddof=1)) + [overall.std(ddof=1)] if len(runs) > 1 else None
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    colours = ["C0"] * len(fonts) + ["C1"]
+    bars = ax.bar(names, means, yerr=sds, capsize=4, color=colours)
+    for bar, m in zip(bars, means):
+        ax.text(bar.get_x() + bar.get_width() / 2, m / 2, f"{m:.3f}", ha="center", va="center", color="white",
+                fontsize=10, fontweight="bold")
+    ax.set(ylim=(0, 1.18), ylabel="test accuracy (fraction correct)", xlabel="held-out typeface",
+           title=f"MLP on glyphs: accuracy per unseen typeface ({len(runs)} seed{'s' if len(runs) > 1 else ''})")
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color="C0", label="one typeface"), Patch(color="C1", label="all three")]
+    if sds is not None:
+        handles.append(plt.Line2D([], [], color="k", label="+-1 s.d. over seeds"))
+    ax.set_yticks(np.linspace(0, 1, 6))
+    ax.legend(handles=handles, fontsize=9, loc="upper center", ncol=len(handles))
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+
+
+def run(config: dict, out_dir: pathlib.Path, *, progress=None) -> dict:
+    """Train the MLPs, write the figures into ``out_dir/figures`` and return the summary."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    config = _merge(DEFAULTS, config)
+    tasks = list(config["data"]["tasks"])
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown or not tasks:
+        raise ValueError(f"data.tasks must be a non-empty list drawn from {list(TASKS)}, got {tasks!r}")
+    out_dir = pathlib.Path(out_dir)
+    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+    seeds = [config["run"]["seed"] + i for i in range(config["run"]["seeds"])]
+
+    datasets, runs, figures = {}, [], []
+    for task in tasks:
+        datasets[task] = ds = _load(task, config["data"])
+        for seed in seeds:
+            runs.append(_train_one(task, ds, config, seed, progress))
+        mine = [r for r in runs if r["label"] == task]
+        name = f"figures/{task}_curves.png"
+        _plot_curves(plt, task, mine, out_dir / name)
+        what = "held-out typefaces" if task == "glyphs" else "held-out half of the digits"
+        figures.append({"file": name, "caption": (
+            f"{task}: cross-entropy loss and error rate per epoch on the training data, the validation split "
+            f"(if any) and the test set ({what}), log scale, one line per seed."
+        )})
+        if task == "glyphs":
+            _plot_fonts(plt, mine, out_dir / "figures/glyphs_per_font.png")
+            figures.append({"file": "figures/glyphs_per_font.png", "caption": (
+                "Glyphs: test accuracy on each held-out typeface and on all three, mean over seeds."
+            )})
+
+    table = _table(runs, tasks, datasets)
+    notes = [
+        f"Data splits fixed by data.seed={config['data']['seed']}; training seeds {seeds}.",
+        "Test accuracy is measured once, after training, with the returned parameters (the best validation "
+        "epoch when early stopping is on); the per-epoch test curves are for plotting only and never choose "
+        "a model.",
+    ]
+    if "glyphs" in datasets:
+        meta = datasets["glyphs"].meta
+        notes.append(f"Glyphs: train typefaces {', '.join(meta['train_fonts'])}; "
+                     f"held-out typefaces {', '.join(meta['test_fonts'])}.")
+    return {"experiment": NAME, "table": table, "runs": runs, "figures": figures, "notes": notes}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs") / NAME, help="run folder")
+    parser.add_argument("--quick", action="store_true", help="a tiny, seconds-long version (smoke test)")
+    parser.add_argument("--seeds", type=int, default=None, help="number of training seeds (default 1)")
+    parser.add_argument("--seed", type=int, default=None, help="first training seed (default 0)")
+    args = parser.parse_args(argv)
+    config = _merge(DEFAULTS, QUICK if args.quick else {})
+    if args.seeds is not None:
+        if args.seeds < 1:
+            parser.error(f"--seeds must be >= 1, got {args.seeds}")
+        config["run"]["seeds"] = args.seeds
+    if args.seed is not None:
+        config["run"]["seed"] = args.seed
+    summary = run(config, args.out)
+    rbp.report.write_run(args.out, config, summary)
+    print(text_table(summary["table"]))
+    print(f"\nrun folder: {args.out}  (summary.json, metrics.csv, config.json, figures/)")
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""Smoke tests of the experiment scripts in ``experiments/``.
+
+Each script is imported by path (as ``rbp run`` loads it) and its ``run`` is
+called once with its ``QUICK`` overrides on a temporary folder; the tests then
+check the summary protocol (keys, table rows, figures that are real PNG files,
+JSON-serialisable) and that the numbers are sane. One script is also run
+through ``main`` to check the run folder that ``rbp.report.write_run`` writes.
+The whole file takes well under 30 s.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+NAMES = ("static_ocr", "recurrent_ocr", "associative_memory", "gradient_error")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def load(name):
+    """Import ``experiments/<name>.py`` by path."""
+    path = EXPERIMENTS / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"rbp_test_experiment_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) else copy.deepcopy(value)
+    return out
+
+
+@pytest.fixture(scope="module")
+def quick_runs(tmp_path_factory):
+    """``{name: (module, out_dir, summary)}``: every script's ``run`` on its QUICK config, once."""
+    old = np.seterr(over="raise", divide="raise", invalid="raise")
+    try:
+        out = {}
+        for name in NAMES:
+            module = load(name)
+            folder = tmp_path_factory.mktemp(name)
+            summary = module.run(merge(module.DEFAULTS, module.QUICK), folder, progress=False)
+            out[name] = (module, folder, summary)
+        return out
+    finally:
+        np.seterr(**old)
+
+
+def finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_protocol(name):
+    module = load(name)
+    assert module.__doc__ and len(module.__doc__.strip().splitlines()) > 5
+    assert isinstance(module.DEFAULTS, dict) and all(isinstance(v, dict) for v in module.DEFAULTS.values())
+    assert module.DEFAULTS["run"]["seeds"] == 1
+    for section, values in module.QUICK.items():  # QUICK only overrides keys that exist, with the same types
+        for key, value in values.items():
+            default = module.DEFAULTS[section][key]
+            assert type(value) is type(default) or (isinstance(default, float) and isinstance(value, int)), (
+                f"{name}.QUICK[{section!r}][{key!r}]")
+    assert callable(module.run) and callable(module.main)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_toml_config_matches_defaults(name):
+    config = tomllib.loads((EXPERIMENTS / f"{name}.toml").read_text())
+    assert config.pop("script") == f"{name}.py"
+    config.pop("description", None)
+    defaults = load(name).DEFAULTS
+    for section, values in config.items():
+        assert section in defaults, f"{name}.toml: unknown section {section!r}"
+        for key, value in values.items():
+            assert key in defaults[section], f"{name}.toml: unknown key {section}.{key}"
+            assert type(value) is type(defaults[section][key]) or isinstance(defaults[section][key], float)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_summary_and_figures(name, quick_runs):
+    _, folder, summary = quick_runs[name]
+    assert {"experiment", "table", "runs", "figures", "notes"} <= set(summary)
+    assert summary["experiment"] == name
+    json.dumps(summary)  # JSON-serialisable as returned
+    assert summary["table"] and all(isinstance(row, dict) for row in summary["table"])
+    assert summary["runs"]
+    for run in summary["runs"]:
+        assert isinstance(run["label"], str) and isinstance(run["seed"], int)
+        lengths = {len(v) for v in run["history"].values()}
+        assert len(lengths) == 1 and lengths.pop() > 0, f"{run['label']}: history columns differ in length"
+    assert summary["figures"]
+    for fig in summary["figures"]:
+        path = folder / fig["file"]
+        assert fig["file"].startswith("figures/") and fig["file"].endswith(".png")
+        assert path.is_file() and path.stat().st_size > 1000
+        assert path.read_bytes()[:8] == PNG_MAGIC
+        assert isinstance(fig["caption"], str) and len(fig["caption"]) > 20
+    assert all(isinstance(n, str) for n in summary["notes"])
+
+
+def test_static_ocr_numbers(quick_runs):
+    module, _, summary = quick_runs["static_ocr"]
+    rows = summary["table"]
+    assert [r["task"] for r in rows] == ["glyphs"] * 4 + ["digits"]
+    assert rows[0]["test_set"] == "held-out typefaces"
+    fonts = ("DejaVuSerif", "STIXGeneralItalic", "cmtt10")
+    assert [r["test_set"] for r in rows[1:4]] == [f"typeface {f}" for f in fonts]
+    for row in rows:
+        assert 0.0 <= row["test_accuracy"] <= 1.0 and finite(row["seconds"]) and row["params"] > 0
+    # the overall glyph accuracy is the mean over the (equal-sized) held-out typefaces
+    assert rows[0]["test_accuracy"] == pytest.approx(np.mean([r["test_accuracy"] for r in rows[1:4]]))
+    assert rows[4]["test_accuracy"] > 0.5  # 3 epochs on the digits already beat chance (0.1) by far
+    for run in summary["runs"]:
+        h = run["history"]
+        assert all(finite(v) and v > 0 for v in h["loss"])
+        assert all(0.0 <= v <= 1.0 for v in h["test_accuracy"])
+
+
+def test_static_ocr_rejects_unknown_keys(tmp_path):
+    module = load("static_ocr")
+    with pytest.raises(ValueError, match="train.epoch"):
+        module.run({"train": {"epoch": 3}}, tmp_path)
+
+
+def test_recurrent_ocr_numbers(quick_runs):
+    _, _, summary = quick_runs["recurrent_ocr"]
+    rows = summary["table"]
+    assert [(r["task"], r["model"]) for r in rows] == [
+        ("digits", "MLP"), ("digits", "FixedPointNet"), ("glyphs", "MLP"), ("glyphs", "FixedPointNet")]
+    for mlp, fpn in (rows[0:2], rows[2:4]):
+        assert abs(mlp["params"] - fpn["params"]) <= 0.05 * fpn["params"]  # comparable parameter counts
+    for row in rows:
+        assert 0.0 <= row["test_accuracy"] <= 1.0
+    for row in rows[1::2]:
+        assert row["fwd_iters_last"] >= 1 and row["adj_iters_last"] >= 1
+        assert row["fwd_failed"] == 0 and row["adj_failed"] == 0
+        assert 0.0 < row["spectral_radius_last"] < 1.0
+    for run in summary["runs"]:
+        if run["model"] == "FixedPointNet":
+            h = run["history"]
+            for key in ("forward_iterations", "adjoint_iterations", "n_forward_failed", "spectral_radius"):
+                assert all(finite(v) for v in h[key]), key
+
+
+def test_associative_memory_numbers(quick_runs):
+    module, _, summary = quick_runs["associative_memory"]
+    rows = summary["table"]
+    methods = module.DEFAULTS["model"]["methods"]
+    assert len(rows) == len(methods) + 1 and rows[-1]["method"] == "corrupted cue (no network)"
+    for row in rows:
+        for key in ("test_pixel_error", "fixed_point_pixel_error", "test_perfect_recall"):
+            assert 0.0 <= row[key] <= 1.0
+    untruncated = ("RBP (direct)", "RBP (GMRES)", "CG-RBP", "BPTT")
+    exact = [r["final_train_loss"] for r in rows[:-1] if r["method"] in untruncated]
+    assert len(exact) == 4 and all(finite(v) for v in exact)
+    # the untruncated methods compute the same gradient, so they follow the same training path
+    assert max(exact) - min(exact) <= 1e-4 * max(exact)
+    for run in summary["runs"]:
+        losses = run["history"]["loss"]
+        assert losses[-1] < losses[0]
+
+
+def test_gradient_error_numbers(quick_runs):
+    _, _, summary = quick_runs["gradient_error"]
+    by_method = {}
+    for run in summary["runs"]:
+        by_method[run["method"]] = run["history"]
+        assert all(finite(e) and e >= 0 for e in run["history"]["relative_error"])
+    assert {"gmres", "lgmres", "bicgstab", "cg-normal", "neumann", "relax", "bptt", "rbp-at-xk"} <= set(by_method)
+    assert min(by_method["gmres"]["relative_error"]) < 1e-6  # a tight Krylov solve recovers the exact gradient
+    for method in ("neumann", "relax"):  # more series terms, smaller error
+        err = by_method[method]["relative_error"]
+        assert err[-1] < err[0]
+    bptt = by_method["bptt"]["relative_error"]
+    assert bptt[-1] < 1e-2 * bptt[0]  # BPTT approaches the RBP gradient as the unrolled steps grow
+    for h in by_method.values():
+        if "matvecs" in h:
+            assert all(m >= 0 for m in h["matvecs"]) and all(finite(s) and s > 0 for s in h["seconds"])
+    assert summary["table"][-1]["best_error"] == 0.0
+
+
+def test_main_writes_a_run_folder(tmp_path, monkeypatch, capsys):
+    module = load("static_ocr")
+    monkeypatch.setattr(sys, "argv", ["static_ocr.py"])
+    module.main(["--quick", "--out", str(tmp_path)])
+    for name in ("summary.json", "metrics.csv", "config.json"):
+        assert (tmp_path / name).is_file(), name
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["experiment"] == "static_ocr" and summary["table"]
+    for fig in summary["figures"]:
+        assert (tmp_path / fig["file"]).is_file()
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["train"]["epochs"] == module.QUICK["train"]["epochs"]
+    with open(tmp_path / "metrics.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {"run", "seed", "epoch", "loss"} <= set(rows[0])
+    assert {r["run"] for r in rows} == {"glyphs", "digits"}
+    printed = capsys.readouterr().out
+    assert "held-out typefaces" in printed and "test_accuracy" in printed
