@@ -48,8 +48,15 @@ def _atomic_savez(path: Path, arrays: dict):
         raise
 
 
+def _json_default(obj):
+    # Some bit generators (Philox, SFC64, MT19937) keep arrays in their state.
+    if isinstance(obj, (np.ndarray, np.generic)):
+        return obj.tolist()
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
 def _meta_array(meta: dict) -> np.ndarray:
-    return np.frombuffer(json.dumps(meta, allow_nan=True).encode(), dtype=np.uint8)
+    return np.frombuffer(json.dumps(meta, allow_nan=True, default=_json_default).encode(), dtype=np.uint8)
 
 
 def _history_json(history) -> dict:
@@ -110,21 +117,50 @@ def save_checkpoint(path, theta, *, optimizer_state=None, rng=None, epoch: int =
 
 
 def _check_zip(path: Path):
+    """Declared sizes first (nothing is inflated for a bomb), then each .npy
+    header against its member's size, then the CRCs."""
     try:
         with zipfile.ZipFile(path) as zf:
             members = zf.infolist()
+            for m in members:
+                if not m.filename.endswith(".npy"):
+                    raise CheckpointError(f"{path} has an unexpected member {m.filename!r}; expected only .npy arrays")
+                ratio = m.file_size / max(m.compress_size, 1)
+                if m.file_size > MAX_MEMBER_BYTES or (ratio > MAX_RATIO and m.file_size > 1 << 20):
+                    raise CheckpointError(
+                        f"{path} member {m.filename!r} expands to {m.file_size} bytes from {m.compress_size}: "
+                        "refused (zip bomb guard)"
+                    )
+            for m in members:
+                with zf.open(m) as fh:
+                    _check_npy_header(path, m, fh)
             bad = zf.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except CheckpointError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         raise CheckpointError(f"{path} is not a readable .npz file (truncated or corrupted): {exc}") from None
     if bad is not None:
         raise CheckpointError(f"{path} is corrupted: member {bad!r} fails its CRC check")
-    for m in members:
-        if not m.filename.endswith(".npy"):
-            raise CheckpointError(f"{path} has an unexpected member {m.filename!r}; expected only .npy arrays")
-        if m.file_size > MAX_MEMBER_BYTES or (m.compress_size and m.file_size / m.compress_size > MAX_RATIO and m.file_size > 1 << 20):
-            raise CheckpointError(
-                f"{path} member {m.filename!r} expands to {m.file_size} bytes from {m.compress_size}: refused (zip bomb guard)"
-            )
+
+
+def _check_npy_header(path, member, fh):
+    from numpy.lib import format as npy
+
+    version = npy.read_magic(fh)
+    if version == (1, 0):
+        shape, fortran, dtype = npy.read_array_header_1_0(fh)
+    elif version in ((2, 0), (3, 0)):
+        shape, fortran, dtype = npy.read_array_header_2_0(fh)
+    else:
+        raise CheckpointError(f"{path} member {member.filename!r} has unsupported .npy version {version}")
+    if dtype.hasobject:
+        raise CheckpointError(f"{path} array {member.filename!r} has dtype object (a pickle payload); refused")
+    expected = int(np.prod(shape, dtype=object)) * dtype.itemsize + fh.tell()
+    if expected != member.file_size:
+        raise CheckpointError(
+            f"{path} member {member.filename!r} declares shape {shape} of {dtype} ({expected} bytes) but holds "
+            f"{member.file_size} bytes: refused"
+        )
 
 
 def _load_npz(path) -> dict:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from .activations import unknown_name_message
+from .model import check_int, check_real
 from .results import Result, Status
 
 __all__ = ["relax", "METHODS", "SCIPY_ROOT_METHODS", "spectrum"]
@@ -110,15 +111,21 @@ def relax(
     """
     if method not in METHODS:
         raise ValueError(unknown_name_message("method", method, METHODS))
-    if not 0 < damping <= 1:
-        raise ValueError(f"damping must be in (0, 1], got {damping!r}")
-    if not (isinstance(max_iter, (int, np.integer)) and max_iter >= 1):
-        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
-    if not tol > 0:
-        raise ValueError(f"tol must be positive, got {tol!r}")
+    check_real(damping, "damping", high=1.0)
+    check_int(max_iter, "max_iter")
+    check_real(tol, "tol")
+    check_int(memory, "memory")
+    check_real(divergence, "divergence")
     if store_iterates and method != "picard":
         raise ValueError(f"store_iterates (backprop through the relaxation) needs method='picard', got {method!r}")
-    x0 = np.array(x0, dtype=np.float64)
+    raw = np.asarray(x0)
+    if raw.dtype == object or not (np.issubdtype(raw.dtype, np.number) or raw.dtype == bool) or np.iscomplexobj(raw):
+        raise ValueError(f"x0 must be a real numeric array, got dtype {raw.dtype}")
+    if raw.ndim != 2 or raw.shape[0] < 1 or raw.shape[1] < 1:
+        raise ValueError(f"x0 must have shape (batch, n) with batch, n >= 1, got {raw.shape}")
+    x0 = raw.astype(np.float64)
+    if not np.all(np.isfinite(x0)):
+        raise ValueError("x0 must be finite, got NaN or inf")
     if method in SCIPY_ROOT_METHODS:
         return _relax_scipy(F, x0, method, tol, max_iter)
     if method == "ode":

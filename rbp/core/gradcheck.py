@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .model import check_int, check_real
 from .params import as_generator
 from .results import Result
 
@@ -82,9 +83,18 @@ def check_grad(
     >>> check_grad(bad, np.array([1.0, -2.0]), raise_on_failure=False).success
     False
     """
-    theta = np.array(theta, dtype=np.float64)
+    check_real(rtol, "rtol")
+    check_real(eps, "eps")
+    check_int(max_coords, "max_coords", minimum=0)
+    check_int(n_directions, "n_directions")
+    raw = np.asarray(theta)
+    if raw.dtype == object or not (np.issubdtype(raw.dtype, np.number) or raw.dtype == bool) or np.iscomplexobj(raw):
+        raise ValueError(f"theta must be a real numeric array, got dtype {raw.dtype}")
+    theta = raw.astype(np.float64)
     if theta.ndim != 1:
         raise ValueError(f"theta must be a 1-D array, got shape {theta.shape}")
+    if not np.all(np.isfinite(theta)):
+        raise ValueError("theta must be finite, got NaN or inf")
     loss, grad = fun(theta, *args)
     grad = np.asarray(grad, dtype=np.float64)
     if grad.shape != theta.shape:

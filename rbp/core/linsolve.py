@@ -27,10 +27,13 @@ result has ``success=False``, the residual history and a message.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.sparse.linalg as spla
 
 from .activations import unknown_name_message
+from .model import check_int, check_real
 from .results import Result, Status
 
 __all__ = ["BatchedOperator", "solve", "METHODS"]
@@ -51,6 +54,9 @@ class BatchedOperator:
         The transposed maps ``A_i^T``, row by row (for ``cg-normal``).
     dense : callable ``() -> ndarray of shape (B, n, n)``, optional
         The matrices, with ``out[i] @ v == matvec(v[None])[0]`` (for ``direct``).
+    dense_sample : callable ``(i) -> ndarray of shape (n, n)``, optional
+        Sample ``i``'s matrix alone; ``direct`` uses it instead of ``dense``
+        when the whole stack would exceed 64 MiB, solving one system at a time.
 
     Examples
     --------
@@ -61,10 +67,11 @@ class BatchedOperator:
     array([[1., 1.]])
     """
 
-    def __init__(self, matvec, shape, *, rmatvec=None, dense=None):
+    def __init__(self, matvec, shape, *, rmatvec=None, dense=None, dense_sample=None):
         self.matvec = matvec
         self.rmatvec = rmatvec
         self.dense = dense
+        self.dense_sample = dense_sample
         self.shape = tuple(shape)
 
     def flat(self, transpose=False) -> spla.LinearOperator:
@@ -98,6 +105,7 @@ def solve(
     x0: np.ndarray | None = None,
     damping: float = 1.0,
     restart: int = 30,
+    record_history: bool = False,
 ) -> Result:
     """Solve ``A_i x_i = b_i`` for every row ``i``.
 
@@ -123,12 +131,21 @@ def solve(
         Step of the ``relax`` iteration.
     restart : int
         GMRES restart length.
+    record_history : bool
+        Record the residual after every iteration for ``lgmres``,
+        ``bicgstab`` and ``cg-normal``, whose SciPy callbacks only see the
+        iterate: each entry costs one extra application of ``A`` (counted in
+        ``n_matvec_diagnostic``, not in ``n_matvec``). ``gmres``, ``neumann``
+        and ``relax`` record it for free. Otherwise the history holds the
+        initial and the final residual.
 
     Returns
     -------
     Result
         ``x`` (B, n); ``success``; ``status``; ``message``; ``nit``;
-        ``n_matvec`` (applications of ``A`` or ``A^T`` by the solver);
+        ``n_matvec`` (applications of ``A`` or ``A^T`` by the solver, the
+        work it needed); ``n_matvec_diagnostic`` (applications spent only on
+        recording the history and the final residual);
         ``residuals`` (history of ``||b - A x|| / ||b||`` as the method
         reports it); ``residual`` (final relative residual, recomputed).
 
@@ -146,10 +163,16 @@ def solve(
     """
     if method not in METHODS:
         raise ValueError(unknown_name_message("method", method, METHODS))
-    b = np.asarray(b, dtype=np.float64)
     B, n = op.shape
-    if b.shape != (B, n):
-        raise ValueError(f"b must have shape {(B, n)} to match the operator, got {b.shape}")
+    b = _real_array(b, "b", (B, n))
+    if x0 is not None:
+        x0 = _real_array(x0, "x0", (B, n))
+    check_real(rtol, "rtol", low_inclusive=True)
+    check_real(atol, "atol", low_inclusive=True)
+    check_real(damping, "damping")
+    check_int(restart, "restart")
+    if maxiter is not None:
+        check_int(maxiter, "maxiter")
     bnorm = float(np.linalg.norm(b))
     threshold = max(rtol * bnorm, atol)
     matvec = _Counter(op.matvec)
@@ -157,17 +180,29 @@ def solve(
         return _result(np.zeros_like(b), 0.0, 0, 0, [0.0], Status.SUCCESS, method)
 
     if method == "direct":
-        if op.dense is None:
+        if op.dense is None and op.dense_sample is None:
             raise ValueError("method='direct' needs an operator with dense matrices (op.dense)")
         try:
-            x = np.linalg.solve(op.dense(), b[..., None])[..., 0]
+            if op.dense_sample is not None and (op.dense is None or B * n * n * 8 > 64 * 2**20):
+                # One LU at a time: memory O(n^2) instead of O(B n^2).
+                from scipy.linalg import LinAlgWarning, solve as dense_solve
+
+                x = np.empty_like(b)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", LinAlgWarning)
+                    for i in range(B):
+                        x[i] = dense_solve(op.dense_sample(i), b[i], overwrite_a=True, check_finite=False)
+            else:
+                x = np.linalg.solve(op.dense(), b[..., None])[..., 0]
             status = Status.SUCCESS
-        except np.linalg.LinAlgError:
+        except (np.linalg.LinAlgError, Warning):
             x, status = np.zeros_like(b), Status.BREAKDOWN
         res = _rel_residual(op, x, b, bnorm)
         if status == Status.SUCCESS and not np.isfinite(res):
             status = Status.BREAKDOWN
-        return _result(x, res, 1, 0, [res], status, method)
+        result = _result(x, res, 1, 0, [1.0, res], status, method)
+        result["n_matvec_diagnostic"] = 1
+        return result
 
     if method in ("neumann", "relax"):
         maxiter = 1000 if maxiter is None else maxiter
@@ -198,6 +233,12 @@ def solve(
     # Krylov methods through scipy.sparse.linalg on the flattened batch.
     maxiter = 10 * n if maxiter is None else maxiter
     history = []
+    iterations = [0]
+
+    def track(xk):
+        iterations[0] += 1
+        if record_history:
+            history.append(_rel_residual_flat(flat_ref, xk, rhs, bnorm))
     A = spla.LinearOperator((B * n, B * n), matvec=lambda v: matvec(v.reshape(B, n)).ravel(), dtype=np.float64)
     rhs = b.ravel()
     guess = None if x0 is None else np.asarray(x0, dtype=np.float64).ravel()
@@ -214,27 +255,28 @@ def solve(
         # residual of the original system by tightening rtol on A^T r.
         xk, info = spla.cg(
             N, normal_rhs, x0=guess, rtol=0.0, atol=threshold * 1e-3 * _norm_bound(op, b), maxiter=maxiter,
-            callback=lambda xk: history.append(_rel_residual_flat(flat_ref, xk, rhs, bnorm)),
+            callback=track,
         )
         n_matvec = matvec.n + rmatvec.n - 1
     elif method == "gmres":
         inner = min(restart, maxiter)
         xk, info = spla.gmres(
             A, rhs, x0=guess, rtol=rtol, atol=atol, restart=inner, maxiter=-(-maxiter // inner),
-            callback=lambda pr: history.append(float(pr)), callback_type="pr_norm",
+            callback=lambda pr: (history.append(float(pr)), iterations.__setitem__(0, iterations[0] + 1)),
+            callback_type="pr_norm",
         )
         n_matvec = matvec.n
     elif method == "lgmres":
         xk, info = spla.lgmres(
             A, rhs, x0=guess, rtol=rtol, atol=atol, maxiter=-(-maxiter // min(restart, maxiter)),
             inner_m=min(restart, maxiter),
-            callback=lambda xk: history.append(_rel_residual_flat(flat_ref, xk, rhs, bnorm)),
+            callback=track,
         )
         n_matvec = matvec.n
     else:  # bicgstab
         xk, info = spla.bicgstab(
             A, rhs, x0=guess, rtol=rtol, atol=atol, maxiter=maxiter,
-            callback=lambda xk: history.append(_rel_residual_flat(flat_ref, xk, rhs, bnorm)),
+            callback=track,
         )
         n_matvec = matvec.n
     x = xk.reshape(B, n)
@@ -247,10 +289,26 @@ def solve(
         status = Status.BREAKDOWN
     else:
         status = Status.MAX_ITER
-    nit = len(history)
-    if not history or history[-1] != res:
+    nit = iterations[0]
+    if not history:
+        history.append(1.0 if x0 is None else _rel_residual(op, x0, b, bnorm))
+    if history[-1] != res:
         history.append(res)  # SciPy's callbacks can miss the final iterate
-    return _result(x, res, nit, n_matvec, history, status, method)
+    result = _result(x, res, nit, n_matvec, history, status, method)
+    result["n_matvec_diagnostic"] = 1 + (nit if record_history and method in ("lgmres", "bicgstab", "cg-normal") else 0)
+    return result
+
+
+def _real_array(a, argument, shape):
+    raw = np.asarray(a)
+    if raw.dtype == object or not (np.issubdtype(raw.dtype, np.number) or raw.dtype == bool) or np.iscomplexobj(raw):
+        raise ValueError(f"{argument} must be a real numeric array, got dtype {raw.dtype}")
+    if raw.shape != shape:
+        raise ValueError(f"{argument} must have shape {shape} to match the operator, got {raw.shape}")
+    out = raw.astype(np.float64)
+    if not np.all(np.isfinite(out)):
+        raise ValueError(f"{argument} must be finite, got NaN or inf")
+    return out
 
 
 def _norm_bound(op, b):
@@ -274,5 +332,5 @@ def _result(x, residual, nit, n_matvec, history, status, method):
         message=status.message(f"linear solve ({method})")
         + ("" if status == Status.SUCCESS else " For the adjoint system try method='gmres' or 'direct', or a "
            "larger maxiter; neumann/relax need the Jacobian's spectral radius below 1."), nit=int(nit), n_matvec=int(n_matvec),
-        residuals=history, residual=float(residual), method=method,
+        residuals=history, residual=float(residual), method=method, n_matvec_diagnostic=0,
     )

@@ -83,8 +83,11 @@ def get_loss(name: str | Loss, *, argument: str = "loss") -> Loss:
         raise ValueError(unknown_name_message(argument, name, LOSSES)) from None
 
 
-def resolve_output(loss: str | Loss, output: str | None) -> tuple[Loss, str]:
+def resolve_output(loss: str | Loss, output: str | None, n_out: int | None = None) -> tuple[Loss, str]:
     """Validate a (loss, output) pair; ``output=None`` picks the loss's default.
+
+    A softmax over a single unit is identically 1 (a model that cannot
+    learn), so softmax needs ``n_out >= 2`` when ``n_out`` is given.
 
     Examples
     --------
@@ -93,13 +96,18 @@ def resolve_output(loss: str | Loss, output: str | None) -> tuple[Loss, str]:
     """
     loss = get_loss(loss)
     if output is None:
-        return loss, loss.outputs[0]
+        output = loss.outputs[0]
     if output not in OUTPUTS:
         raise ValueError(unknown_name_message("output", output, OUTPUTS))
     if output not in loss.outputs:
         raise ValueError(
             f"output={output!r} cannot be used with loss={loss.name!r}: expected one of "
             f"{list(loss.outputs)}; use output={loss.outputs[0]!r} or another loss"
+        )
+    if output == "softmax" and n_out is not None and n_out < 2:
+        raise ValueError(
+            f"output='softmax' needs at least 2 output units, got n_out={n_out}; "
+            "for one output use loss='binary_cross_entropy' (logistic) or loss='squared'"
         )
     return loss, output
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from .losses import accuracy
 
-__all__ = ["Model", "check_array", "check_int"]
+__all__ = ["Model", "check_array", "check_int", "check_dtype", "check_real"]
 
 
 def check_int(value, argument: str, *, minimum: int = 1) -> int:
@@ -27,6 +27,44 @@ def check_int(value, argument: str, *, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{argument} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def check_real(value, argument: str, *, low: float = 0.0, low_inclusive: bool = False, high: float | None = None,
+               high_inclusive: bool = True) -> float:
+    """A finite real number in the given range, or a ValueError naming ``argument``.
+
+    Examples
+    --------
+    >>> check_real(0.5, "damping", high=1.0)
+    0.5
+    """
+    import numbers
+
+    ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and np.isfinite(value)
+    if ok:
+        ok = value >= low if low_inclusive else value > low
+        if ok and high is not None:
+            ok = value <= high if high_inclusive else value < high
+    if not ok:
+        if low == 0 and high is None:
+            what = "a positive finite number" if not low_inclusive else "a finite number >= 0"
+        else:
+            lo = ("[" if low_inclusive else "(") + f"{low:g}"
+            hi = "inf)" if high is None else f"{high:g}" + ("]" if high_inclusive else ")")
+            what = f"a finite real number in {lo}, {hi}"
+        raise ValueError(f"{argument} must be {what}, got {value!r}")
+    return float(value)
+
+
+def check_dtype(dtype, argument: str = "dtype"):
+    """``numpy.float64`` or ``numpy.float32``, or a ValueError naming ``argument``."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in (np.dtype(np.float64), np.dtype(np.float32)):
+        raise ValueError(f"{argument} must be float64 or float32, got {str(dt) if dt is not None else repr(dtype)}")
+    return dt.type
 
 
 def check_array(X, argument: str, *, ndim: int, last: int | None = None, dtype=np.float64) -> np.ndarray:

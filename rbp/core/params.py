@@ -106,11 +106,12 @@ def as_generator(rng, *, argument: str = "rng") -> np.random.Generator:
     """
     if isinstance(rng, np.random.Generator):
         return rng
-    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, (bool, np.bool_)) and rng >= 0:
         return np.random.default_rng(int(rng))
     raise ValueError(
-        f"{argument} must be a numpy.random.Generator or an int seed "
-        f"(e.g. numpy.random.default_rng(0)), got {type(rng).__name__}"
+        f"{argument} must be a numpy.random.Generator or an int seed >= 0 "
+        f"(e.g. numpy.random.default_rng(0)), got "
+        f"{rng if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool) else type(rng).__name__}"
     )
 
 

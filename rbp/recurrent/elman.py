@@ -7,7 +7,7 @@ from scipy.special import expit
 
 from ..core.activations import get_activation
 from ..core.losses import accuracy, encode_targets, output_loss, output_transform, resolve_output
-from ..core.model import Model, check_array, check_int
+from ..core.model import Model, check_array, check_dtype, check_int
 from ..core.params import ParamSpec, as_generator, glorot_uniform
 
 __all__ = ["ElmanRNN", "check_truncation", "truncation_windows"]
@@ -206,14 +206,12 @@ class ElmanRNN(Model):
         self.n_hidden = check_int(n_hidden, "n_hidden")
         self.n_out = check_int(n_out, "n_out")
         self.activation = get_activation(activation, argument="activation")
-        self.loss, self.output = resolve_output(loss, output)
+        self.loss, self.output = resolve_output(loss, output, self.n_out)
         if not isinstance(learn_h0, (bool, np.bool_)):
             raise ValueError(f"learn_h0 must be a bool, got {learn_h0!r}")
         self.learn_h0 = bool(learn_h0)
         self.truncation = check_truncation(truncation)
-        if np.dtype(dtype) not in (np.dtype(np.float64), np.dtype(np.float32)):
-            raise ValueError(f"dtype must be float64 or float32, got {np.dtype(dtype)}")
-        self.dtype = np.dtype(dtype).type
+        self.dtype = check_dtype(dtype)
         n, h, m = self.n_in, self.n_hidden, self.n_out
         shapes = {"W_in": (n, h), "W_hh": (h, h), "b_h": (h,), "W_out": (h, m), "b_out": (m,)}
         if self.learn_h0:

@@ -70,6 +70,10 @@ class FixedPointNet(Model):
     spectral : bool
         Also report the spectral radius and largest real eigenvalue of the
         Jacobian at the fixed point with every gradient.
+    residual_history : bool
+        Record the adjoint residual after every iteration for ``lgmres``,
+        ``bicgstab`` and ``cg-normal`` too (one extra operator application
+        each; the other methods record it for free).
     init_scale : float
         Initial ``||W||_2 * Lip(f)`` (approximately).
 
@@ -139,6 +143,7 @@ class FixedPointNet(Model):
         contraction: float | None = None,
         on_failure: str = "warn",
         spectral: bool = False,
+        residual_history: bool = False,
         init_scale: float = 0.5,
     ):
         self.n_in = check_int(n_in, "n_in")
@@ -154,7 +159,7 @@ class FixedPointNet(Model):
                 )
             if self.n_out > self.n_units:
                 raise ValueError(f"pineda=True needs n_out <= n_units, got n_out={n_out}, n_units={n_units}")
-        self.loss, self.output = resolve_output(loss, output)
+        self.loss, self.output = resolve_output(loss, output, self.n_out)
         if forward not in FORWARD_METHODS:
             raise ValueError(unknown_name_message("forward", forward, FORWARD_METHODS))
         if backward not in BACKWARD_METHODS:
@@ -183,6 +188,9 @@ class FixedPointNet(Model):
         self.backward_tol, self.backward_damping = float(backward_tol), backward_damping
         self.backward_max_iter = None if backward_max_iter is None else check_int(backward_max_iter, "backward_max_iter")
         self.contraction, self.on_failure, self.spectral = contraction, on_failure, spectral
+        self.residual_history = bool(residual_history)
+        if not (_real(init_scale) and np.isfinite(init_scale) and init_scale > 0):
+            raise ValueError(f"init_scale must be a positive finite float, got {init_scale!r}")
         self.init_scale = float(init_scale)
         self.dtype = np.float64
         n = self.n_units
@@ -332,11 +340,12 @@ class FixedPointNet(Model):
                 matvec=lambda Z: Z - (Z * fp) @ W.T,
                 rmatvec=lambda Z: Z - (Z @ W) * fp,
                 dense=lambda: np.eye(n) - W[None] * fp[:, None, :],
+                dense_sample=lambda i: np.eye(n) - W * fp[i],
                 shape=(B, n),
             )
             adj = solve(
                 op, gx, method=self.backward, rtol=self.backward_tol, maxiter=self.backward_max_iter,
-                damping=self.backward_damping,
+                damping=self.backward_damping, record_history=self.residual_history,
             )
             delta_h = adj.x * fp
             g["W"][...] = x.T @ delta_h
@@ -371,22 +380,46 @@ class FixedPointNet(Model):
         With ``x_{k+1} = x_k + tau (f(x_k W + c) - x_k)`` for the samples still
         running at step ``k``: ``delta_k = tau xbar_{k+1} * f'(a_k)``,
         ``xbar_k = (1 - tau) xbar_{k+1} + delta_k W^T``; memory grows with
-        the number of iterations.
+        the number of iterations. With ``tau = 1`` and an activation whose
+        derivative is a function of its output (tanh, logistic, identity),
+        ``f(a_k)`` is read off the next iterate instead of recomputed.
         """
         tau, f, df = self.damping, self.activation.f, self.activation.df
-        xbar = gx.copy()
-        gW, gU, gb = np.zeros_like(W), np.zeros_like(g["U"]), np.zeros_like(g["b"])
-        for xk, act in zip(reversed(fwd.iterates), reversed(fwd.active)):
-            rows = np.flatnonzero(act)
-            xa = xk[rows]
-            a = xa @ W + drive[rows]
-            d = (tau * xbar[rows]) * df(a, f(a))
-            gW += xa.T @ d
-            gU += X[rows].T @ d
-            gb += d.sum(axis=0)
-            xbar[rows] = (1.0 - tau) * xbar[rows] + d @ W.T
-        g["W"][...], g["U"][...], g["b"][...] = gW, gU, gb
         steps = len(fwd.iterates)
+        B, n = gx.shape
+        xbar = gx.copy()
+        if steps == 0:
+            g["W"][...], g["U"][...], g["b"][...] = 0.0, 0.0, 0.0
+        else:
+            gW, dsum = np.zeros_like(W), np.zeros_like(gx)
+            nexts = list(fwd.iterates[1:]) + [fwd.x]
+            from_output = tau == 1.0 and self.activation.name in ("tanh", "logistic", "identity")
+            for k in range(steps - 1, -1, -1):
+                act = fwd.active[k]
+                if from_output:
+                    y = nexts[k]
+                    fpk = df(y, y)
+                else:
+                    a = fwd.iterates[k] @ W
+                    a += drive
+                    fpk = df(a, f(a))
+                d = xbar * fpk
+                if tau != 1.0:
+                    d *= tau
+                frozen = ~act
+                if frozen.any():
+                    d[frozen] = 0.0
+                gW += fwd.iterates[k].T @ d
+                dsum += d
+                new = d @ W.T
+                if tau != 1.0:
+                    new += (1.0 - tau) * xbar
+                if frozen.any():
+                    new[frozen] = xbar[frozen]
+                xbar = new
+            g["W"][...] = gW
+            g["U"][...] = X.T @ dsum
+            g["b"][...] = dsum.sum(axis=0)
         from ..core.results import Result
 
         return Result(
@@ -440,6 +473,8 @@ class FixedPointNet(Model):
         """
         theta = self.check_theta(theta)
         X = check_array(X, "X", ndim=2, last=self.n_in)
+        if X.shape[0] == 0:
+            raise ValueError("X must contain at least one sample, got 0 rows")
         scores, _ = self._forward_loss(theta, X, np.zeros((X.shape[0], self.n_out)))
         return scores
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..core.activations import get_activation
 from ..core.losses import encode_targets, output_loss, output_transform, resolve_output
-from ..core.model import Model, check_array, check_int
+from ..core.model import Model, check_array, check_dtype, check_int
 from ..core.params import ParamSpec, as_generator, glorot_uniform, he_normal
 
 __all__ = ["MLP"]
@@ -73,10 +73,8 @@ class MLP(Model):
         sizes = layers
         self.sizes = tuple(check_int(s, f"sizes[{i}]") for i, s in enumerate(sizes))
         self.hidden = get_activation(hidden, argument="hidden")
-        self.loss, self.output = resolve_output(loss, output)
-        if np.dtype(dtype) not in (np.dtype(np.float64), np.dtype(np.float32)):
-            raise ValueError(f"dtype must be float64 or float32, got {np.dtype(dtype)}")
-        self.dtype = np.dtype(dtype).type
+        self.loss, self.output = resolve_output(loss, output, self.sizes[-1])
+        self.dtype = check_dtype(dtype)
         shapes = {}
         for l, (m, n) in enumerate(zip(self.sizes[:-1], self.sizes[1:]), start=1):
             shapes[f"W{l}"] = (m, n)
