@@ -43,7 +43,7 @@ from .optimizers import (
     scipy_minimize,
 )
 from .checkpoint import load_checkpoint, save_checkpoint
-from .model import check_int
+from .model import check_int, check_real
 from .params import as_generator
 from .results import ConvergenceWarning, Result, Status
 
@@ -196,6 +196,7 @@ def fit(
     if batch_size is not None:
         check_int(batch_size, "batch_size")
     check_int(epochs, "epochs", minimum=0)
+    check_int(checkpoint_every, "checkpoint_every")
     history_in = history
     theta = np.array(theta, copy=True)
     n = len(data[0])
@@ -386,8 +387,19 @@ class Trainer:
                     )
         if not explicit_batch:
             batch_size = 32
-        if not isinstance(weight_decay, (int, float)) or not weight_decay >= 0:
+        if (
+            isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float))
+            or not math.isfinite(weight_decay) or not weight_decay >= 0
+        ):
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+        check_real(min_delta, "min_delta", low_inclusive=True)
+        if clip_norm is not None:
+            check_real(clip_norm, "clip_norm")
+        if callback is not None and not callable(callback):
+            raise ValueError(f"callback must be callable or None, got {type(callback).__name__}")
+        if optimizer_options is not None and not isinstance(optimizer_options, dict):
+            raise ValueError(f"optimizer_options must be a dict, got {type(optimizer_options).__name__}")
+        check_int(max_retries, "max_retries", minimum=0)
         if batch_size is not None and (
             isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1
         ):
@@ -500,6 +512,7 @@ class Trainer:
             data, val = split_validation(data, self.validation_fraction, gen)
         if self.scipy_method is not None:
             return self._fit_scipy(theta, data, val)
+        check_int(checkpoint_every, "checkpoint_every")
         if resume and checkpoint is None:
             raise ValueError("resume=True needs checkpoint=<path of the checkpoint file>")
         start = {"theta": theta, "optimizer_state": None, "rng": gen, "epoch": 0, "history": None}

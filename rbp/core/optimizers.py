@@ -108,7 +108,7 @@ def _schedule(learning_rate, argument="learning_rate"):
 
 
 def _check_unit(value, argument):
-    if not (0.0 <= value < 1.0):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (0.0 <= value < 1.0):
         raise ValueError(f"{argument} must be in [0, 1), got {value!r}")
 
 

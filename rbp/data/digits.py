@@ -36,7 +36,8 @@ def _check_test_size(test_size, stratify: bool):
     elif isinstance(test_size, Integral):
         ok = smallest <= test_size <= _N_SAMPLES - smallest
     else:
-        ok = 0.0 < test_size < 1.0
+        # Each part needs at least `smallest` samples (one per class when stratified).
+        ok = 0.0 < test_size < 1.0 and smallest <= round(test_size * _N_SAMPLES) <= _N_SAMPLES - smallest
     if not ok:
         raise ValueError(
             "test_size must be a fraction in (0, 1) or a number of samples in "

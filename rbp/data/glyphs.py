@@ -120,7 +120,10 @@ def _split_fonts(names: list[str], n_test_fonts: int) -> list[bool]:
 def _charmap(path: str) -> frozenset:
     from matplotlib.ft2font import FT2Font
 
-    return frozenset(FT2Font(path).get_charmap())
+    try:
+        return frozenset(FT2Font(path).get_charmap())
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise ValueError(f"fonts: {path!r} is not a readable TrueType/OpenType font ({exc})") from None
 
 
 def _check_renderable(char: str, name: str, path: str, argument: str = "charset") -> None:

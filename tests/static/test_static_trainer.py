@@ -313,7 +313,7 @@ BAD_CONFIG = {
     "valfrac-negative": (dict(validation_fraction=-0.1), r"validation_fraction must be in \(0, 1\) or None, got -0\.1"),
     "early-stopping": (dict(early_stopping=0), r"early_stopping must be a positive integer \(patience\) or None, got 0"),
     "weight-decay": (dict(weight_decay=-1.0), r"weight_decay must be >= 0, got -1\.0"),
-    "clip-norm": (dict(clip_norm=0.0), r"clip_norm must be a positive float, got 0\.0"),
+    "clip-norm": (dict(clip_norm=0.0), r"clip_norm must be a positive finite number, got 0\.0"),
 }
 
 
