@@ -14,11 +14,9 @@ under a SIGALRM time limit).
 
 The hypothesis tests draw keyword arguments with at most one invalid value
 (valid calls must work; an invalid one must be refused by name) and arrays of
-every dtype/shape. Input classes that still break the contract are left out
-of the hypothesis domains and pinned down by deterministic cases in
-``CONTRACT_CASES`` at the end, marked ``xfail(strict=True)`` with the file,
-the cause and the fix; the unmarked cases there are regressions for what
-these tests found and has been fixed.
+every dtype/shape. Every input class these tests once found breaking the contract
+is pinned down by a deterministic case in ``CONTRACT_CASES`` at the end, as a
+regression test.
 """
 
 import contextlib
@@ -567,14 +565,6 @@ def test_check_grad(data, args, size):
             rbp.check_grad(wrong, theta, **args)
 
 
-@pytest.mark.xfail(
-    strict=True, raises=GradientCheckError,
-    reason="rbp/core/gradcheck.py:126-128 judges only the relative error ||analytic - numeric|| / max(...): where the "
-    "true gradient is below the central-difference round-off floor (~eps_mach * |f| / eps, e.g. a converged model "
-    "with gradient 1e-20, or theta = 1e-146 on a quadratic) the numeric difference is exactly 0 and a CORRECT "
-    "gradient fails with relative error 1.0. fix: add an atol (default ~1e-8 * max(1, |f(theta)|) / eps or a "
-    "user argument) and pass when ||analytic - numeric|| <= atol + rtol * scale",
-)
 def test_check_grad_tiny_correct_gradient():
     theta = np.array([1e-146, -3e-150])
     assert rbp.check_grad(_quadratic, theta).success
@@ -771,11 +761,8 @@ def test_sequence_generators_feed_an_elman_net(data, task):
     assert_finite(grad)
 
 
-# -- hostile arguments, one by one (xfail: still open) ------------------------------------------------
+# -- hostile arguments, one by one ------------------------------------------------
 
-
-def _bug(reason):
-    return pytest.mark.xfail(strict=True, reason=reason)
 
 
 _NET = rbp.MLP([2, 3, 2], loss="cross_entropy")
@@ -802,56 +789,22 @@ def _not_a_font(tmp_path):
     return rbp.data.glyphs("A", fonts=[str(path), "cmr10"], n_test_fonts=1, n_per_font=1)
 
 
-THETA_BUG = (
-    "rbp/core/model.py:117-124 Model.check_theta only calls np.asarray/np.isfinite/astype: a str or object theta "
-    "raises numpy's 'TypeError: ufunc isfinite not supported', a complex theta has its imaginary part dropped "
-    "with only a ComplexWarning. fix: before the finiteness test, raise ValueError('theta must be a real numeric "
-    "array, got dtype ...') when theta.dtype is object/str/complex (the dtype test check_array already does)"
-)
-DTYPE_BUG = (
-    "rbp/core/model.py:65 check_dtype maps an unknown dtype name to dt = None and then tests "
-    "`dt not in (np.dtype(np.float64), np.dtype(np.float32))`, but np.dtype('float64') == None is True (numpy "
-    "reads None as the default float64), so dtype='foo' passes the test and `dt.type` raises AttributeError "
-    "'NoneType' object has no attribute 'type' (MLP, ElmanRNN). fix: `if dt is None or dt not in (...)`"
-)
 CONTRACT_CASES = [
-    pytest.param(lambda tmp: _NET.loss_and_grad(_THETA.astype(str), _X, _Y), ("theta",), id="theta-str",
-                 marks=_bug(THETA_BUG)),
-    pytest.param(lambda tmp: _NET.predict(_THETA.astype(object), _X), ("theta",), id="theta-object",
-                 marks=_bug(THETA_BUG)),
-    pytest.param(lambda tmp: _NET.loss_and_grad(_THETA + 1j, _X, _Y), ("theta",), id="theta-complex",
-                 marks=_bug(THETA_BUG)),
+    pytest.param(lambda tmp: _NET.loss_and_grad(_THETA.astype(str), _X, _Y), ("theta",), id="theta-str"),
+    pytest.param(lambda tmp: _NET.predict(_THETA.astype(object), _X), ("theta",), id="theta-object"),
+    pytest.param(lambda tmp: _NET.loss_and_grad(_THETA + 1j, _X, _Y), ("theta",), id="theta-complex"),
     pytest.param(
-        lambda tmp: _NET.loss_and_grad(_THETA, [[1.0, 2.0], [3.0]], [0, 1]), ("X",), id="X-ragged",
-        marks=_bug("rbp/core/model.py:81 check_array calls np.asarray(X) unguarded: a ragged nested list raises "
-                   "numpy's 'setting an array element with a sequence. The requested array has an inhomogeneous "
-                   "shape...', which does not say it is X. fix: wrap np.asarray in try/except (ValueError, "
-                   "TypeError) and re-raise ValueError(f'{argument} must be a rectangular numeric array: {exc}')")),
+        lambda tmp: _NET.loss_and_grad(_THETA, [[1.0, 2.0], [3.0]], [0, 1]), ("X",), id="X-ragged"),
     pytest.param(
-        lambda tmp: encode_targets(np.array([0, 1 + 1j]), 2, "cross_entropy"), ("Y",), id="Y-complex",
-        marks=_bug("rbp/core/losses.py:144 encode_targets accepts complex Y (np.issubdtype(complex, np.number)) "
-                   "and :152/:169 astype drops the imaginary part with only a ComplexWarning; MLP/FixedPointNet/"
-                   "ElmanRNN targets inherit it. fix: add `if np.iscomplexobj(Y): raise ValueError(f'{argument} "
-                   "must be real, got dtype {Y.dtype}')` as check_array does for X")),
+        lambda tmp: encode_targets(np.array([0, 1 + 1j]), 2, "cross_entropy"), ("Y",), id="Y-complex"),
     pytest.param(
-        lambda tmp: encode_targets(np.array([1e20, 0.0, 1.0]), 3, "cross_entropy"), ("Y",), id="Y-huge-label",
-        marks=_bug("rbp/core/losses.py:152 casts integral float labels with Y.astype(np.int64) before the range "
-                   "check: 1e20 overflows the cast (FloatingPointError 'invalid value encountered in cast' "
-                   "under np.seterr, else the message reports the garbage label -9223372036854775808). fix: "
-                   "test the range on the float values first (`Y.min() < 0 or Y.max() >= n_out`) and cast after")),
+        lambda tmp: encode_targets(np.array([1e20, 0.0, 1.0]), 3, "cross_entropy"), ("Y",), id="Y-huge-label"),
     pytest.param(
-        lambda tmp: encode_targets([0, 1], 2.0, "cross_entropy"), ("n_out",), id="encode-n_out-float",
-        marks=_bug("rbp/core/losses.py:115 encode_targets never validates n_out: 2.0 gives numpy's TypeError "
-                   "'float object cannot be interpreted as an integer', '2' a TypeError from a comparison, 0 or -1 "
-                   "a message about Y class labels in [0, -1]. fix: n_out = check_int(n_out, 'n_out') first "
-                   "(rbp.core.model.check_int; or an equivalent local check, the core's losses may not import "
-                   "model)")),
+        lambda tmp: encode_targets([0, 1], 2.0, "cross_entropy"), ("n_out",), id="encode-n_out-float"),
     pytest.param(
-        lambda tmp: rbp.MLP([2, 3], dtype="foo"), ("dtype",), id="MLP-dtype-unknown",
-        marks=_bug(DTYPE_BUG)),
+        lambda tmp: rbp.MLP([2, 3], dtype="foo"), ("dtype",), id="MLP-dtype-unknown"),
     pytest.param(
-        lambda tmp: rbp.ElmanRNN(2, 3, 1, dtype="foo"), ("dtype",), id="Elman-dtype-unknown",
-        marks=_bug(DTYPE_BUG)),
+        lambda tmp: rbp.ElmanRNN(2, 3, 1, dtype="foo"), ("dtype",), id="Elman-dtype-unknown"),
     pytest.param(
         lambda tmp: rbp.FixedPointNet(2, 3, 2, init_scale=NAN), ("init_scale",), id="FPN-init_scale-nan"),
     pytest.param(
@@ -904,13 +857,7 @@ CONTRACT_CASES = [
     pytest.param(
         lambda tmp: rbp.data.digits(test_size=0.999), ("test_size",), id="digits-test_size-0.999"),
     pytest.param(
-        lambda tmp: rbp.data.digits(test_size=1787.4 / 1797), ("test_size",), id="digits-test_size-rounding",
-        marks=_bug("rbp/data/digits.py:40 checks round(test_size * 1797) against [10, 1787], but "
-                   "sklearn's train_test_split takes ceil(test_size * n) test samples: test_size=1787.4/1797 "
-                   "passes the check (round -> 1787) and sklearn then fails with 'The train_size = 9 should be "
-                   "greater or equal to the number of classes = 10', naming train_size (and 9.4/1797, which "
-                   "sklearn would split as 10/1787, is refused). fix: use math.ceil(test_size * _N_SAMPLES) "
-                   "in the check, as sklearn does")),
+        lambda tmp: rbp.data.digits(test_size=1787.4 / 1797), ("test_size",), id="digits-test_size-rounding"),
     pytest.param(
         _not_a_font, ("fonts",), id="glyphs-font-file-not-a-font"),
 ]
@@ -919,7 +866,7 @@ CONTRACT_CASES = [
 @pytest.mark.parametrize("call, names", CONTRACT_CASES)
 def test_hostile_arguments_are_refused_by_name(tmp_path, call, names):
     """Each of these must raise a ValueError naming the argument (regressions for what the property tests
-    found; the xfail ones are open)."""
+    found)."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", np.exceptions.ComplexWarning)
         with time_limit(20):

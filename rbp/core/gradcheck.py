@@ -21,6 +21,7 @@ def check_grad(
     args=(),
     *,
     rtol: float = 1e-7,
+    atol: float | None = None,
     eps: float = 1e-5,
     max_coords: int = 400,
     n_directions: int = 24,
@@ -42,6 +43,13 @@ def check_grad(
     rtol : float
         Largest accepted relative error
         ``||analytic - numeric||_2 / max(||analytic||_2, ||numeric||_2)``.
+    atol : float, optional
+        Absolute slack: the check passes when
+        ``||analytic - numeric|| <= atol + rtol * scale``. Default: the
+        central-difference round-off floor,
+        ``10 * eps_mach * max(1, |f(theta)|) / eps * sqrt(n_compared)``, so a
+        correct gradient too small to resolve numerically (a converged model)
+        is not reported as wrong.
     eps : float
         Central-difference step (absolute; about the cube root of float64 eps).
     max_coords : int
@@ -124,8 +132,13 @@ def check_grad(
         numeric = np.array([(f(theta + eps * v) - f(theta - eps * v)) / (2 * eps) for v in V])
 
     scale = max(np.linalg.norm(analytic), np.linalg.norm(numeric))
-    rel_error = float(np.linalg.norm(analytic - numeric) / scale) if scale > 0 else 0.0
-    success = rel_error <= rtol
+    diff = float(np.linalg.norm(analytic - numeric))
+    rel_error = diff / scale if scale > 0 else 0.0
+    if atol is None:
+        atol = 10 * np.finfo(np.float64).eps * max(1.0, abs(float(loss))) / eps * np.sqrt(analytic.size)
+    else:
+        check_real(atol, "atol", low_inclusive=True)
+    success = bool(diff <= atol + rtol * scale)
     if success:
         message = f"gradient check passed: relative error {rel_error:.2e} <= rtol {rtol:.0e} ({mode})"
     else:

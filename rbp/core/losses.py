@@ -140,22 +140,29 @@ def encode_targets(Y, n_out: int, loss: str | Loss, *, argument: str = "Y") -> n
            [1., 0., 0.]])
     """
     loss = get_loss(loss)
-    Y = np.asarray(Y)
+    if isinstance(n_out, bool) or not isinstance(n_out, (int, np.integer)) or n_out < 1:
+        raise ValueError(f"n_out must be an integer >= 1, got {n_out!r}")
+    try:
+        Y = np.asarray(Y)
+    except ValueError as exc:
+        raise ValueError(f"{argument} must be a rectangular numeric array: {exc}") from None
     if Y.dtype == object or not (np.issubdtype(Y.dtype, np.number) or Y.dtype == bool):
         raise ValueError(f"{argument} must be a numeric array, got dtype {Y.dtype}")
+    if np.iscomplexobj(Y):
+        raise ValueError(f"{argument} must be real, got dtype {Y.dtype}")
     if Y.ndim == 1 and (n_out > 1 or loss.name == "cross_entropy"):
         if not _is_integral(Y):
             raise ValueError(
                 f"{argument} must hold class indices (integers) when 1-D with {n_out} outputs, "
                 f"got non-integer values such as {Y.ravel()[~_integral_mask(Y)][:3].tolist()}"
             )
-        labels = Y.astype(np.int64)
-        if labels.size and (labels.min() < 0 or labels.max() >= n_out):
-            bad = labels[(labels < 0) | (labels >= n_out)]
+        out_of_range = (Y < 0) | (Y >= n_out)
+        if out_of_range.any():
             raise ValueError(
                 f"{argument} class labels must be in [0, {n_out - 1}] for {n_out} output units, "
-                f"got {bad[:5].tolist()}"
+                f"got {Y[out_of_range][:5].tolist()}"
             )
+        labels = Y.astype(np.int64)
         T = np.zeros((labels.shape[0], n_out))
         T[np.arange(labels.shape[0]), labels] = 1.0
         return T

@@ -62,7 +62,7 @@ def check_dtype(dtype, argument: str = "dtype"):
         dt = np.dtype(dtype)
     except TypeError:
         dt = None
-    if dt not in (np.dtype(np.float64), np.dtype(np.float32)):
+    if dt is None or dt not in (np.dtype(np.float64), np.dtype(np.float32)):
         raise ValueError(f"{argument} must be float64 or float32, got {str(dt) if dt is not None else repr(dtype)}")
     return dt.type
 
@@ -78,7 +78,10 @@ def check_array(X, argument: str, *, ndim: int, last: int | None = None, dtype=n
     >>> check_array([[1, 2]], "X", ndim=2, last=2)
     array([[1., 2.]])
     """
-    A = np.asarray(X)
+    try:
+        A = np.asarray(X)
+    except ValueError as exc:  # ragged nested sequences
+        raise ValueError(f"{argument} must be a rectangular numeric array: {exc}") from None
     if A.dtype == object or not (np.issubdtype(A.dtype, np.number) or A.dtype == bool):
         raise ValueError(f"{argument} must be a numeric array, got dtype {A.dtype}")
     if np.issubdtype(A.dtype, np.complexfloating):
@@ -115,6 +118,10 @@ class Model:
     def check_theta(self, theta) -> np.ndarray:
         """``theta`` as a 1-D finite array of this model's dtype and size."""
         theta = np.asarray(theta)
+        if theta.dtype == object or not (np.issubdtype(theta.dtype, np.number) or theta.dtype == bool):
+            raise ValueError(f"theta must be a real numeric array, got dtype {theta.dtype}")
+        if np.iscomplexobj(theta):
+            raise ValueError(f"theta must be real, got dtype {theta.dtype}")
         if theta.ndim != 1 or theta.shape[0] != self.params.size:
             raise ValueError(
                 f"theta must be a 1-D array of {self.params.size} parameters for {self!r}, got shape {theta.shape}"

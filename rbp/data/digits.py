@@ -10,6 +10,8 @@ an 8 x 8 grid of counts in 0..16, read with
 
 from __future__ import annotations
 
+import math
+
 from numbers import Integral, Real
 
 import numpy as np
@@ -37,7 +39,7 @@ def _check_test_size(test_size, stratify: bool):
         ok = smallest <= test_size <= _N_SAMPLES - smallest
     else:
         # Each part needs at least `smallest` samples (one per class when stratified).
-        ok = 0.0 < test_size < 1.0 and smallest <= round(test_size * _N_SAMPLES) <= _N_SAMPLES - smallest
+        ok = 0.0 < test_size < 1.0 and smallest <= math.ceil(test_size * _N_SAMPLES) <= _N_SAMPLES - smallest
     if not ok:
         raise ValueError(
             "test_size must be a fraction in (0, 1) or a number of samples in "
