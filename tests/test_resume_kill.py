@@ -322,16 +322,6 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, options, checkpo
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rbp/core/loop.py:221 fit() starts every call with best = (inf, theta, start_epoch): the early-stopping "
-    "state (best loss, best epoch, best parameters, patience) is not in the checkpoint, so a resumed run "
-    "restarts the patience count and restores other 'best' parameters than the uninterrupted run (and a run that "
-    "already stopped early trains on when restarted). fix: save best_loss/best_epoch in checkpoint meta and "
-    "best theta as an extra array (e.g. 'best_theta') in save_checkpoint, return them from load_checkpoint, and "
-    "pass them into fit() (a best=(loss, theta, epoch) argument) from Trainer.fit's resume branch; mark a run "
-    "that stopped early as finished in the checkpoint",
-)
 def test_resume_with_early_stopping_is_bit_identical(tmp_path):
     X, y = _data()
 
@@ -451,15 +441,6 @@ def test_halve_gives_up_after_max_retries(tmp_path):
     assert not path.exists()  # no epoch ever finished, so nothing was written
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rbp/core/loop.py:546-549 on_divergence='halve' rebuilds the optimizer with the halved learning rate, "
-    "but the scale is not stored in the checkpoints written afterwards (Trainer._run passes no checkpoint_meta to "
-    "fit), so a run killed after a retry resumes at the full learning rate and does not end like the "
-    "uninterrupted run. fix: pass checkpoint_meta={'lr_scale': scale} from Trainer._run to fit(), and in "
-    "Trainer.fit's resume branch set optimizer = self._build_optimizer(loaded['meta'].get('lr_scale', 1.0)) "
-    "(and start `scale` from it) before building the optimizer state",
-)
 def test_resume_after_a_halving_retry_keeps_the_halved_learning_rate(tmp_path):
     X, y = _data()
     with pytest.warns(rbp.ConvergenceWarning):
@@ -476,15 +457,6 @@ def test_resume_after_a_halving_retry_keeps_the_halved_learning_rate(tmp_path):
     np.testing.assert_array_equal(resumed.x, whole.x)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rbp/core/loop.py:542 and :548 decide 'last good checkpoint' with os.path.exists(checkpoint): with "
-    "resume=False a file left by an earlier, unrelated run at that path is named in the DivergenceError as this "
-    "run's last good checkpoint, and on_divergence='halve' retries from it (another run's parameters and epoch). "
-    "fix: track in Trainer.fit whether this call loaded or wrote the checkpoint (e.g. a flag set when resuming "
-    "and when fit() reports it saved at least once - have fit() return the last saved epoch) and use that flag "
-    "instead of os.path.exists",
-)
 def test_a_stale_checkpoint_of_another_run_is_not_the_last_good_one(tmp_path):
     X, y = _data()
     net = rbp.MLP([4, 6, 2], loss="cross_entropy")
@@ -497,17 +469,13 @@ def test_a_stale_checkpoint_of_another_run_is_not_the_last_good_one(tmp_path):
         _nan_trainer((3,), "raise").fit(X, y, rng=0, checkpoint=path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rbp/core/loop.py:445-452 only _build_optimizer(scale != 1) notices that on_divergence='halve' has no "
-    "explicit learning rate to halve (e.g. optimizer='momentum' with the default learning_rate=None), i.e. the "
-    "ValueError comes after the run has diverged, deep in training, not at construction. fix: in "
-    "Trainer.__init__, when on_divergence == 'halve' and the optimizer is a core one, raise the same ValueError "
-    "if options has no 'learning_rate' ('step_init' for rprop)",
-)
-def test_halve_without_an_explicit_learning_rate_is_refused_at_construction():
-    with pytest.raises(ValueError, match=r"explicit learning_rate"):
-        rbp.StaticTrainer(rbp.MLP([4, 6, 2]), "momentum", on_divergence="halve")
+def test_halve_without_an_explicit_learning_rate_halves_the_default():
+    trainer = rbp.StaticTrainer(rbp.MLP([4, 6, 2]), "sgd", on_divergence="halve")
+    grad = np.ones(trainer.model.n_params)
+    state = trainer._build_optimizer(0.5).init(grad)
+    step, _ = trainer._build_optimizer(0.5).update(grad, state, np.zeros_like(grad))
+    default = rbp.core.optimizers.sgd().update(grad, state, np.zeros_like(grad))[0]
+    np.testing.assert_allclose(step, 0.5 * default)
 
 
 def _exploding_problem():
@@ -531,15 +499,6 @@ def test_a_real_blow_up_is_handled_by_the_policy(tmp_path, policy):
             assert res.status == rbp.Status.DIVERGED and np.all(np.isfinite(res.x))
 
 
-@pytest.mark.xfail(
-    strict=True, raises=FloatingPointError,
-    reason="rbp/core/loop.py:233-258 runs the batches under the caller's floating-point error state: under "
-    "np.seterr(over='raise') - the setting of this project's own tests/conftest.py - a run that really blows up "
-    "raises FloatingPointError from inside the model (overflow in matmul) and on_divergence never gets to act "
-    "(no DivergenceError, no halving, no DIVERGED result). fix: wrap the body of the batch loop in fit() "
-    "(loss_grad_info, update, the finiteness checks) in `with np.errstate(over='ignore', invalid='ignore', "
-    "divide='ignore'):` - the loop already detects the non-finite values itself",
-)
 def test_a_real_blow_up_under_strict_floating_point_is_handled_by_the_policy():
     net, X, y = _exploding_problem()
     trainer = rbp.StaticTrainer(net, "sgd", learning_rate=1.0, epochs=20, batch_size=5, on_divergence="raise")

@@ -63,7 +63,9 @@ def _history_json(history) -> dict:
     return {k: [None if v is None else float(v) for v in col] for k, col in (history or {}).items()}
 
 
-def save_checkpoint(path, theta, *, optimizer_state=None, rng=None, epoch: int = 0, history=None, meta=None) -> Path:
+def save_checkpoint(
+    path, theta, *, optimizer_state=None, rng=None, epoch: int = 0, history=None, meta=None, best=None
+) -> Path:
     """Write a training checkpoint atomically.
 
     Parameters
@@ -80,6 +82,8 @@ def save_checkpoint(path, theta, *, optimizer_state=None, rng=None, epoch: int =
     history : dict of lists, optional
     meta : dict, optional
         Any JSON-serialisable extras (model description, config).
+    best : tuple (loss, theta, epoch), optional
+        Early-stopping state: the best monitored loss, its parameters and epoch.
 
     Returns
     -------
@@ -108,6 +112,9 @@ def save_checkpoint(path, theta, *, optimizer_state=None, rng=None, epoch: int =
         info["optimizer"] = {"type": type(optimizer_state).__name__, "arrays": fields, "scalars": scalars}
     if rng is not None:
         info["rng"] = rng.bit_generator.state
+    if best is not None:
+        arrays["best_theta"] = np.asarray(best[1])
+        info["best"] = {"loss": float(best[0]), "epoch": int(best[2])}
     info["history"] = _history_json(history)
     info["meta"] = meta or {}
     arrays["__meta__"] = _meta_array(info)
@@ -250,7 +257,8 @@ def load_checkpoint(path, *, n_params: int | None = None, optimizer_state=None) 
     -------
     dict
         ``theta``, ``epoch``, ``history``, ``meta``, ``optimizer_state`` (when
-        ``optimizer_state`` was given), ``rng`` (a restored Generator or None).
+        ``optimizer_state`` was given), ``rng`` (a restored Generator or None),
+        ``best`` (the early-stopping state ``(loss, theta, epoch)`` or None).
 
     Raises
     ------
@@ -266,6 +274,16 @@ def load_checkpoint(path, *, n_params: int | None = None, optimizer_state=None) 
         raise CheckpointError(f"{path} has no 'theta' array")
     _check_theta(path, theta, n_params)
     out = {"theta": theta, "epoch": int(meta.get("epoch", 0)), "history": meta.get("history", {}), "meta": meta.get("meta", {})}
+    out["best"] = None
+    if "best" in meta:
+        best, best_theta = meta["best"], arrays.get("best_theta")
+        if (
+            not isinstance(best, dict) or best_theta is None or best_theta.shape != theta.shape
+            or not isinstance(best.get("epoch"), int) or isinstance(best.get("loss"), bool)
+            or not isinstance(best.get("loss"), (int, float))
+        ):
+            raise CheckpointError(f"{path}: invalid early-stopping state")
+        out["best"] = (float(best["loss"]), best_theta, int(best["epoch"]))
     if optimizer_state is not None:
         saved = meta.get("optimizer")
         if saved is None or saved.get("type") != type(optimizer_state).__name__:

@@ -25,6 +25,7 @@ Models may add to the contract:
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import sys
@@ -141,6 +142,7 @@ def fit(
     checkpoint=None,
     checkpoint_every: int = 1,
     checkpoint_meta: dict | None = None,
+    best: tuple | None = None,
 ) -> TrainResult:
     """Train ``model`` from ``theta`` on prepared ``data``.
 
@@ -186,7 +188,10 @@ def fit(
         Write a checkpoint (:func:`rbp.core.checkpoint.save_checkpoint`:
         parameters, optimizer state, generator state, epoch, history)
         atomically to this file every ``checkpoint_every`` epochs and at the
-        end; resuming from it continues bit-identically.
+        end; resuming from it continues bit-identically (early-stopping
+        state included).
+    best : tuple (loss, theta, epoch), optional
+        Early-stopping state of the epochs already done (when resuming).
 
     Returns
     -------
@@ -218,7 +223,8 @@ def fit(
     history = History()
     for key, column in (history_in or {}).items():
         history[key] = list(column)
-    best = (math.inf, theta.copy(), start_epoch)
+    best = (math.inf, None, start_epoch) if best is None else best
+    saved_epoch = None
     status, message = Status.MAX_ITER, f"completed {epochs} epochs"
     bar = progress_bar(progress, epochs, type(model).__name__)
     elapsed = 0.0
@@ -230,32 +236,35 @@ def fit(
             total_loss, grad_sq, n_batches, n_skipped, n_used, infos = 0.0, 0.0, 0, 0, 0, []
             diverged = False
             shuffled = [a[order] for a in data]  # one gather per epoch; batches are slices of it
-            for start in range(0, n, bs):
-                batch = [a[start : start + bs] for a in shuffled]
-                m = batch[0].shape[0]
-                loss, grad, info = lgi(theta, *batch, check=False)
-                if info:
-                    infos.append(info)
-                    if info.get("skip"):
-                        n_skipped += 1
-                        continue
-                # A sum of squares is finite iff every entry is (entries > ~1e154 overflow it: then look).
-                gsq = float(grad @ grad)
-                if not (math.isfinite(loss) and (math.isfinite(gsq) or np.all(np.isfinite(grad)))):
-                    diverged = True
-                    break
-                step, new_state = update(grad, state, theta)
-                new = (theta + step).astype(theta.dtype, copy=False)
-                if not (math.isfinite(float(new @ new)) or np.all(np.isfinite(new))):
-                    diverged = True
-                    break
-                theta, state = new, new_state
-                if project is not None:
-                    project(theta)
-                total_loss += loss * m
-                n_used += m
-                grad_sq += gsq
-                n_batches += 1
+            # Overflow is detected below (non-finite loss, gradient or step) and handled
+            # by the divergence policy, whatever the caller's numpy error state.
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                for start in range(0, n, bs):
+                    batch = [a[start : start + bs] for a in shuffled]
+                    m = batch[0].shape[0]
+                    loss, grad, info = lgi(theta, *batch, check=False)
+                    if info:
+                        infos.append(info)
+                        if info.get("skip"):
+                            n_skipped += 1
+                            continue
+                    # A sum of squares is finite iff every entry is (entries > ~1e154 overflow it: then look).
+                    gsq = float(grad @ grad)
+                    if not (math.isfinite(loss) and (math.isfinite(gsq) or np.all(np.isfinite(grad)))):
+                        diverged = True
+                        break
+                    step, new_state = update(grad, state, theta)
+                    new = (theta + step).astype(theta.dtype, copy=False)
+                    if not (math.isfinite(float(new @ new)) or np.all(np.isfinite(new))):
+                        diverged = True
+                        break
+                    theta, state = new, new_state
+                    if project is not None:
+                        project(theta)
+                    total_loss += loss * m
+                    n_used += m
+                    grad_sq += gsq
+                    n_batches += 1
             seconds = time.perf_counter() - t0
             elapsed += seconds
             if diverged:
@@ -288,18 +297,23 @@ def fit(
             if bar is not None:
                 bar.set_postfix(loss=f"{row['loss']:.4g}", refresh=False)
                 bar.update(1)
-            if checkpoint is not None and (epoch % checkpoint_every == 0 or epoch == start_epoch + epochs):
+            stop_early = early_stopping is not None and epoch - best[2] >= early_stopping
+            if checkpoint is not None and (
+                epoch % checkpoint_every == 0 or epoch == start_epoch + epochs or stop_early
+            ):
                 save_checkpoint(
                     checkpoint, theta, optimizer_state=state, rng=gen, epoch=epoch, history=history,
-                    meta=checkpoint_meta,
+                    meta=dict(checkpoint_meta or {}, stopped_early=stop_early),
+                    best=best if early_stopping is not None and best[1] is not None else None,
                 )
+                saved_epoch = epoch
             if callback is not None:
                 try:
                     callback(TrainResult(x=theta.copy(), fun=row["loss"], nit=epoch, history=history))
                 except StopIteration:
                     status, message = Status.CALLBACK, f"stopped by the callback after epoch {epoch}"
                     break
-            if early_stopping is not None and epoch - best[2] >= early_stopping:
+            if stop_early:
                 status = Status.SUCCESS
                 message = (
                     f"early stopping: no improvement for {early_stopping} epochs; "
@@ -310,7 +324,7 @@ def fit(
         if bar is not None:
             bar.close()
 
-    if early_stopping is not None and status != Status.DIVERGED and best[2] > start_epoch:
+    if early_stopping is not None and status != Status.DIVERGED and best[1] is not None:
         if status == Status.MAX_ITER and best[2] != epoch:
             message += f"; restored the best parameters from epoch {best[2]}"
         theta = best[1]
@@ -319,7 +333,7 @@ def fit(
     success = status in (Status.SUCCESS, Status.CALLBACK)
     return TrainResult(
         x=theta, success=success, status=status, message=message, nit=epoch - start_epoch,
-        history=history, best_epoch=best[2], optimizer_state=state,
+        history=history, best_epoch=best[2], optimizer_state=state, checkpoint_epoch=saved_epoch,
     )
 
 
@@ -448,8 +462,8 @@ class Trainer:
         if scale != 1.0:
             key = "step_init" if name == "rprop" else "learning_rate"
             lr = options.get(key)
-            if lr is None:
-                raise ValueError("on_divergence='halve' needs an explicit learning_rate to halve")
+            if lr is None:  # the optimizer's own default
+                lr = inspect.signature(OPTIMIZERS[name]).parameters[key].default
             options[key] = (lambda c, lr=lr: lr(c) * scale) if callable(lr) else lr * scale
         opt = get_optimizer(name, **options)
         if self.clip_norm is not None:
@@ -515,42 +529,37 @@ class Trainer:
         check_int(checkpoint_every, "checkpoint_every")
         if resume and checkpoint is None:
             raise ValueError("resume=True needs checkpoint=<path of the checkpoint file>")
-        start = {"theta": theta, "optimizer_state": None, "rng": gen, "epoch": 0, "history": None}
+        fresh = {"theta": theta, "optimizer_state": None, "rng": gen, "epoch": 0, "history": None, "best": None}
+        start, scale, stopped, own_checkpoint = dict(fresh), 1.0, False, False
         if resume and os.path.exists(checkpoint):
-            loaded = load_checkpoint(
-                checkpoint, n_params=self.model.params.size, optimizer_state=self.optimizer.init(theta)
-            )
-            start.update({k: loaded[k] for k in ("theta", "optimizer_state", "epoch", "history")})
-            if "epoch" in start["history"]:
-                start["history"]["epoch"] = [int(e) for e in start["history"]["epoch"]]
-            start["rng"] = loaded["rng"] if loaded["rng"] is not None else gen
-            start["theta"] = self.model.check_theta(start["theta"])
+            start, scale, stopped = self._load(checkpoint, theta, gen)
+            own_checkpoint = True
 
-        optimizer, scale = self.optimizer, 1.0
+        optimizer = self._build_optimizer(scale)
         for attempt in range(self.max_retries + 1):
             remaining = self.epochs - start["epoch"]
-            if remaining <= 0:
+            if remaining <= 0 or stopped:
+                done = start["best"][1] if stopped and start["best"] is not None else start["theta"]
                 return TrainResult(
-                    x=start["theta"], success=True, status=Status.SUCCESS,
+                    x=done, success=True, status=Status.SUCCESS,
                     message=f"already trained for {start['epoch']} epochs (checkpoint {checkpoint})",
                     nit=0, history=History(start["history"] or {}), best_epoch=start["epoch"],
                     optimizer_state=start["optimizer_state"],
                 )
-            result = self._run(optimizer, data, val, start, remaining, checkpoint, checkpoint_every)
+            result = self._run(optimizer, data, val, start, remaining, checkpoint, checkpoint_every, scale)
+            own_checkpoint = own_checkpoint or result.get("checkpoint_epoch") is not None
             if result.status != Status.DIVERGED or self.on_divergence == "warn":
                 break
-            where = f"the last good checkpoint {checkpoint}" if checkpoint and os.path.exists(checkpoint) else "none was written"
+            where = str(checkpoint) if own_checkpoint else "none was written"
             if self.on_divergence == "raise" or attempt == self.max_retries:
                 raise DivergenceError(f"{result.message} Last good checkpoint: {where}.")
             # on_divergence="halve": retry from the last good checkpoint with half the learning rate.
             scale *= 0.5
             optimizer = self._build_optimizer(scale)
-            if checkpoint and os.path.exists(checkpoint):
-                loaded = load_checkpoint(checkpoint, n_params=self.model.params.size, optimizer_state=optimizer.init(theta))
-                start = {k: loaded[k] for k in ("theta", "optimizer_state", "epoch", "history")}
-                start["rng"] = loaded["rng"] or as_generator(rng)
+            if own_checkpoint:
+                start, _, _ = self._load(checkpoint, theta, as_generator(rng))
             else:
-                start = {"theta": theta, "optimizer_state": None, "rng": as_generator(rng), "epoch": 0, "history": None}
+                start = dict(fresh, rng=as_generator(rng))
             warnings.warn(
                 f"{result.message} Retrying from epoch {start['epoch']} with the learning rate scaled by {scale:g}.",
                 ConvergenceWarning, stacklevel=2,
@@ -559,7 +568,24 @@ class Trainer:
             warnings.warn(result.message, ConvergenceWarning, stacklevel=2)
         return result
 
-    def _run(self, optimizer, data, val, start, epochs, checkpoint, checkpoint_every):
+    def _load(self, checkpoint, theta, gen):
+        """Resume state from a checkpoint: start dict, learning-rate scale, stopped-early flag."""
+        loaded = load_checkpoint(
+            checkpoint, n_params=self.model.params.size,
+            optimizer_state=self._build_optimizer(1.0).init(theta),
+        )
+        start = {k: loaded[k] for k in ("theta", "optimizer_state", "epoch", "history", "best")}
+        if "epoch" in start["history"]:
+            start["history"]["epoch"] = [int(e) for e in start["history"]["epoch"]]
+        start["rng"] = loaded["rng"] if loaded["rng"] is not None else gen
+        start["theta"] = self.model.check_theta(start["theta"])
+        meta = loaded["meta"]
+        scale = meta.get("lr_scale", 1.0)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 1:
+            raise ValueError(f"checkpoint {checkpoint}: invalid lr_scale {scale!r}")
+        return start, float(scale), bool(meta.get("stopped_early", False))
+
+    def _run(self, optimizer, data, val, start, epochs, checkpoint, checkpoint_every, scale=1.0):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             result = fit(
@@ -567,7 +593,8 @@ class Trainer:
                 shuffle=self.shuffle, rng=start["rng"], validation_data=val, early_stopping=self.early_stopping,
                 min_delta=self.min_delta, callback=self.callback, progress=self.progress,
                 optimizer_state=start["optimizer_state"], start_epoch=start["epoch"], history=start["history"],
-                checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                checkpoint=checkpoint, checkpoint_every=checkpoint_every, best=start.get("best"),
+                checkpoint_meta={"lr_scale": scale} if scale != 1.0 else None,
             )
         misses = []
         for w in caught:
