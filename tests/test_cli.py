@@ -115,8 +115,9 @@ def test_compare_end_to_end(tmp_path, capsys):
     config = json.loads((out / "config.json").read_text())
     assert config["experiment"] == "compare" and config["model"]["units"] == 12 and config["run"]["seeds"] == 2
     assert config["train"]["epochs"] == 2 and "rbp" in config["versions"]
-    checkpoints = sorted((out / "checkpoints").glob("*.npz"))
+    checkpoints = sorted((out / "checkpoints").glob("*-seed?.npz"))  # final parameters
     assert len(checkpoints) == 6
+    assert len(sorted((out / "checkpoints").glob("*.train.npz"))) == 6  # training state, for --resume
     theta, meta = load_params(out / "checkpoints" / "rbp-gmres-seed1.npz")  # allow_pickle=False inside
     sidecar = json.loads((out / "checkpoints" / "rbp-gmres-seed1.json").read_text())
     assert meta == sidecar and meta["seed"] == 1 and meta["kwargs"]["backward"] == "gmres"

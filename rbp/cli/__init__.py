@@ -4,6 +4,7 @@
 
     rbp compare [--data digits|glyphs] [--seeds N] [--quick] [--out DIR] [--set section.key=value ...] [--quiet]
     rbp run CONFIG.toml|SCRIPT.py [--set section.key=value ...] [--seeds N] [--quick] [--out DIR] [--quiet]
+    rbp run --resume DIR          (also: rbp compare --resume DIR)
     rbp report RUN [RUN ...] [-o FILE] [--labels NAME ...]
     rbp list [--dir experiments]
 
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from ..config import ConfigError, merge, parse_sets
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "run_lock"]
 
 
 def _add_run_options(p, *, data=False):
@@ -41,6 +42,9 @@ def _add_run_options(p, *, data=False):
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one config value, TOML syntax (repeatable), e.g. --set train.epochs=5")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or status lines")
+    p.add_argument("--resume", metavar="DIR",
+                   help="continue the interrupted run in DIR with its saved config (training checkpoints "
+                        "are written every epoch; the result is bit-identical to an uninterrupted run)")
     p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="BLAS threads during the run (default 1: the small matrix products here run fastest "
                         "single-threaded; 0 keeps the library default); needs threadpoolctl")
@@ -60,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run an experiment from its TOML config (or script)",
                        description="Load CONFIG (a TOML file naming its script, or a script), validate it "
                                    "against the script's DEFAULTS, run it and write the run folder and report.")
-    p.add_argument("config", metavar="CONFIG", help="experiments/<name>.toml (or an experiment script .py)")
+    p.add_argument("config", metavar="CONFIG", nargs="?",
+                   help="experiments/<name>.toml (or an experiment script .py); omit with --resume")
     _add_run_options(p)
     p = sub.add_parser("report", help="overlay several runs in one report",
                        description="Overlay the learning curves and solver diagnostics of several run folders "
@@ -101,8 +106,63 @@ def _blas_threads(n: int):
         yield
 
 
-def _execute(exp, config: dict, args, meta: dict) -> int:
+@contextlib.contextmanager
+def run_lock(folder: Path):
+    """Hold ``folder/.lock`` while a run writes into ``folder``.
+
+    A second run on the same folder is refused (ConfigError naming the
+    holder) instead of interleaving its files; a lock left by a process that
+    no longer exists (a crash, SIGKILL) is taken over.
+    """
+    import json
+    import os
+    import socket
+
+    lock = folder / ".lock"
+    me = {"pid": os.getpid(), "host": socket.gethostname()}
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                holder = json.loads(lock.read_text())
+                pid, host = int(holder["pid"]), holder.get("host")
+            except (OSError, ValueError, KeyError, TypeError):
+                holder, pid, host = {}, None, None
+            alive = pid is not None and host == me["host"] and _pid_alive(pid)
+            if alive or (pid is not None and host != me["host"]):
+                raise ConfigError(
+                    f"run folder {folder} is in use by process {pid} on {host} (lock file {lock}); "
+                    "wait for it or choose another --out"
+                ) from None
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as fh:
+            json.dump(me, fh)
+        break
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _execute(exp, config: dict, args, meta: dict, resume: bool = False) -> int:
+    import json
+
     from ..report import write_run
+    from ..report.run import _jsonable, atomic_write
     from ..report.tables import text_table
 
     if args.threads < 0:
@@ -110,12 +170,20 @@ def _execute(exp, config: dict, args, meta: dict) -> int:
     out = Path(args.out) if args.out else _default_out(exp.name)
     out.mkdir(parents=True, exist_ok=True)
     progress = False if args.quiet else None
-    if not args.quiet:
-        print(f"rbp: running {exp.name} into {out}", file=sys.stderr, flush=True)
-    t0 = time.perf_counter()
-    with _blas_threads(args.threads):
-        summary = exp.run(config, out, progress=progress)
-    seconds = time.perf_counter() - t0
+    with run_lock(out):
+        if not resume:
+            # The resolved config first, so an interrupted run can be resumed from its folder.
+            atomic_write(out / "config.json", json.dumps(_jsonable({**meta, **config}), indent=2) + "\n")
+        if not args.quiet:
+            print(f"rbp: {'resuming' if resume else 'running'} {exp.name} into {out}", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        with _blas_threads(args.threads):
+            summary = exp.run(config, out, progress=progress, resume=resume)
+        seconds = time.perf_counter() - t0
+        return _finish(exp, config, args, meta, out, summary, seconds, write_run, text_table)
+
+
+def _finish(exp, config, args, meta, out, summary, seconds, write_run, text_table) -> int:
     summary.setdefault("experiment", exp.name)
     summary.setdefault("seconds", seconds)
     resolved = dict(meta)
@@ -136,9 +204,39 @@ def _execute(exp, config: dict, args, meta: dict) -> int:
     return 0
 
 
+def _cmd_resume(args) -> int:
+    import json
+
+    from .experiments import builtin, load_script
+
+    folder = Path(args.resume)
+    try:
+        saved = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--resume {folder}: no readable config.json (is it a run folder?): {exc}") from None
+    extra = (getattr(args, "config", None), getattr(args, "data", None), args.sets, args.quick, args.out)
+    if any(extra) or args.seeds is not None:
+        raise ConfigError(
+            "--resume DIR continues a run with its saved config: drop CONFIG, --data, --set, --quick, --seeds, --out"
+        )
+    if saved.get("script"):
+        exp = load_script(Path(saved["script"]))
+        meta = {"script": saved["script"]}
+    else:
+        exp = builtin(saved.get("experiment", "compare"))
+        meta = {"experiment": exp.name}
+    config = exp.resolve(file_overrides={k: saved[k] for k in exp.defaults if k in saved},
+                         file_name=str(folder / "config.json"))
+    args.out = str(folder)
+    return _execute(exp, config, args, meta, resume=True)
+
+
 def _cmd_compare(args) -> int:
     from .compare import PRESETS
     from .experiments import builtin
+
+    if args.resume:
+        return _cmd_resume(args)
 
     exp = builtin("compare")
     # the --data preset wins over --quick; explicit --set values win over both
@@ -150,6 +248,10 @@ def _cmd_compare(args) -> int:
 def _cmd_run(args) -> int:
     from .experiments import from_toml, load_script
 
+    if args.resume:
+        return _cmd_resume(args)
+    if not args.config:
+        raise ConfigError("rbp run needs CONFIG (experiments/<name>.toml or a script), or --resume DIR")
     path = Path(args.config)
     sets = parse_sets(args.sets)
     if path.suffix == ".py":

@@ -191,7 +191,7 @@ def _first_reach(history, target):
     return None, None
 
 
-def _train_one(variant, cfg, ds, X, y, seed, progress):
+def _train_one(variant, cfg, ds, X, y, seed, progress, checkpoint=None, resume=False):
     n_in, n_out = ds.n_features, ds.n_classes
     net, kwargs = _build(variant, cfg, n_in, n_out)
     t = cfg["train"]
@@ -214,7 +214,7 @@ def _train_one(variant, cfg, ds, X, y, seed, progress):
     else:
         trainer = RecurrentTrainer(net, learning_rate=t["recurrent_learning_rate"], **common)
     t0 = time.perf_counter()
-    result = trainer.fit(X, y, rng=seed)
+    result = trainer.fit(X, y, rng=seed, checkpoint=checkpoint, resume=resume)
     wall = time.perf_counter() - t0
     history = {k: list(v) for k, v in result.history.items()}
     if spectral:
@@ -363,7 +363,7 @@ def _slug(text):
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
 
 
-def run(config: dict, out_dir, *, progress=None) -> dict:
+def run(config: dict, out_dir, *, progress=None, resume=False) -> dict:
     """Train every variant on every seed; write figures and checkpoints into ``out_dir``.
 
     Parameters
@@ -375,6 +375,10 @@ def run(config: dict, out_dir, *, progress=None) -> dict:
     progress : bool or None
         Progress bars (None: only on a terminal); False also silences the
         per-run status lines.
+    resume : bool
+        Continue from the training checkpoints in ``out_dir/checkpoints``
+        (written every epoch): finished runs are not retrained, an
+        interrupted one continues bit-identically from its last epoch.
 
     Returns
     -------
@@ -396,7 +400,8 @@ def run(config: dict, out_dir, *, progress=None) -> dict:
     try:
         for seed in seeds:
             for v in variants:
-                res, net, theta, pred = _train_one(v, config, ds, X, y, seed, progress)
+                train_ckpt = out_dir / "checkpoints" / f"{v['key']}-seed{seed}.train.npz"
+                res, net, theta, pred = _train_one(v, config, ds, X, y, seed, progress, train_ckpt, resume)
                 meta = _jsonable({"model": res["model"], "class": type(net).__name__, "kwargs": res["model_kwargs"],
                                   "params": {k: list(v.shape) for k, v in net.params.unravel(theta).items()},
                                   "seed": seed, "test_accuracy": res["test_accuracy"], "data": config["data"]})

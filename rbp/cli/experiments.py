@@ -58,13 +58,21 @@ class Experiment:
             sources.append("--seeds")
         return resolve(self.defaults, *layers, constraints=self.constraints, sources=sources)
 
-    def run(self, config: dict, out_dir, *, progress=None) -> dict:
+    def run(self, config: dict, out_dir, *, progress=None, resume=False) -> dict:
         fn = self.module.run
         params = inspect.signature(fn).parameters
-        if "progress" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            summary = fn(config, Path(out_dir), progress=progress)
-        else:
-            summary = fn(config, Path(out_dir))
+        takes = lambda name: name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())  # noqa: E731
+        kwargs = {}
+        if takes("progress"):
+            kwargs["progress"] = progress
+        if resume:
+            if not takes("resume"):
+                raise ConfigError(
+                    f"experiment {self.name!r} cannot resume: its run() takes no resume argument "
+                    "(it must pass checkpoint=... and resume=True to Trainer.fit)"
+                )
+            kwargs["resume"] = True
+        summary = fn(config, Path(out_dir), **kwargs)
         if not isinstance(summary, dict):
             raise TypeError(f"{self.source}: run() must return the summary dict, got {type(summary).__name__}")
         return summary
