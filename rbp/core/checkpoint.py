@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["save_checkpoint", "load_checkpoint", "save_params", "load_params", "FORMAT_VERSION", "CheckpointError"]
+__all__ = ["atomic_write", "save_checkpoint", "load_checkpoint", "save_params", "load_params", "FORMAT_VERSION", "CheckpointError"]
 
 FORMAT_VERSION = 1
 #: Largest uncompressed size accepted for one array in a file (zip-bomb guard).
@@ -33,12 +33,38 @@ class CheckpointError(ValueError):
     or for another model)."""
 
 
-def _atomic_savez(path: Path, arrays: dict):
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path, data, mode: str = "w"):
+    """Write ``data`` to ``path`` atomically: a temporary file in the same
+    folder, flushed and fsynced, then renamed over the target. A reader never
+    sees a partial file and a crash never leaves one.
+
+    ``data`` is a str, bytes, or a callable ``writer(fh)`` that writes into
+    the open (binary, for ``mode="wb"``) temporary file.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
+    >>> atomic_write(p, "hello")
+    >>> p.read_text()
+    'hello'
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
+        with os.fdopen(fd, mode + ("b" if isinstance(data, bytes) and "b" not in mode else "")) as fh:
+            if callable(data):
+                data(fh)
+            else:
+                fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -46,6 +72,10 @@ def _atomic_savez(path: Path, arrays: dict):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _atomic_savez(path: Path, arrays: dict):
+    atomic_write(path, lambda fh: np.savez(fh, **arrays), mode="wb")
 
 
 def _json_default(obj):

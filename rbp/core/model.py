@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .losses import accuracy
+from .losses import accuracy, encode_targets
 
 __all__ = ["Model", "check_array", "check_int", "check_dtype", "check_real"]
 
@@ -114,6 +114,26 @@ class Model:
     def metrics(self) -> tuple:
         """Names reported by :meth:`evaluate`."""
         return ("loss", "accuracy") if self.loss.classification else ("loss",)
+
+    def prepare(self, X, Y):
+        """Validate inputs and encode targets once (the loop then calls the model unchecked).
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, n_in)
+        Y : array_like, shape (n_samples,) of class indices, or (n_samples, n_out)
+
+        Returns
+        -------
+        (X, T) : ndarrays of shapes (n_samples, n_in) and (n_samples, n_out), the model's dtype
+        """
+        X = check_array(X, "X", ndim=2, last=self.n_in, dtype=self.dtype)
+        T = encode_targets(Y, self.n_out, self.loss).astype(self.dtype, copy=False)
+        if T.shape[0] != X.shape[0]:
+            raise ValueError(f"Y must have one target per sample of X ({X.shape[0]}), got {T.shape[0]}")
+        if X.shape[0] == 0:
+            raise ValueError("X must contain at least one sample, got 0 rows")
+        return X, T
 
     def check_theta(self, theta) -> np.ndarray:
         """``theta`` as a 1-D finite array of this model's dtype and size."""

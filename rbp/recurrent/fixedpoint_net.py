@@ -11,7 +11,7 @@ from ..core.fixedpoint import METHODS as FORWARD_METHODS
 from ..core.fixedpoint import relax, spectrum
 from ..core.linsolve import METHODS as LINEAR_METHODS
 from ..core.linsolve import BatchedOperator, solve
-from ..core.losses import encode_targets, output_loss, output_transform, resolve_output
+from ..core.losses import output_loss, output_transform, resolve_output
 from ..core.model import Model, check_array, check_int
 from ..core.params import ParamSpec, as_generator, glorot_uniform
 from ..core.results import Status, warn_or_raise
@@ -229,26 +229,6 @@ class FixedPointNet(Model):
         if not self.pineda:
             p["V"][...] = glorot_uniform(rng, n, self.n_out)
         return theta
-
-    def prepare(self, X, Y):
-        """Validate inputs and encode targets once.
-
-        Parameters
-        ----------
-        X : array_like, shape (n_samples, n_in)
-        Y : array_like, shape (n_samples,) of class indices, or (n_samples, n_out)
-
-        Returns
-        -------
-        (X, T) : ndarrays of shapes (n_samples, n_in) and (n_samples, n_out)
-        """
-        X = check_array(X, "X", ndim=2, last=self.n_in)
-        T = encode_targets(Y, self.n_out, self.loss)
-        if T.shape[0] != X.shape[0]:
-            raise ValueError(f"Y must have one target per sample of X ({X.shape[0]}), got {T.shape[0]}")
-        if X.shape[0] == 0:
-            raise ValueError("X must contain at least one sample, got 0 rows")
-        return X, T
 
     def relax(self, theta, X, *, store_iterates=False):
         """Run the forward dynamics to the fixed point.

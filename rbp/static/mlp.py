@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.activations import get_activation
-from ..core.losses import encode_targets, output_loss, output_transform, resolve_output
+from ..core.losses import output_loss, output_transform, resolve_output
 from ..core.model import Model, check_array, check_dtype, check_int
 from ..core.params import ParamSpec, as_generator, glorot_uniform, he_normal
 
@@ -114,25 +114,13 @@ class MLP(Model):
                 p[f"W{l}"][...] = glorot_uniform(rng, m, n, gain=gain)
         return theta
 
-    def prepare(self, X, Y):
-        """Validate inputs and encode targets once.
+    @property
+    def n_in(self) -> int:
+        return self.sizes[0]
 
-        Parameters
-        ----------
-        X : array_like, shape (n_samples, n_in)
-        Y : array_like, shape (n_samples,) of class indices, or (n_samples, n_out)
-
-        Returns
-        -------
-        (X, T) : ndarrays of shapes (n_samples, n_in) and (n_samples, n_out)
-        """
-        X = check_array(X, "X", ndim=2, last=self.sizes[0], dtype=self.dtype)
-        T = encode_targets(Y, self.sizes[-1], self.loss).astype(self.dtype, copy=False)
-        if T.shape[0] != X.shape[0]:
-            raise ValueError(f"Y must have one target per sample of X ({X.shape[0]}), got {T.shape[0]}")
-        if X.shape[0] == 0:
-            raise ValueError("X must contain at least one sample, got 0 rows")
-        return X, T
+    @property
+    def n_out(self) -> int:
+        return self.sizes[-1]
 
     def _forward(self, p, X):
         hs, As = [X], []
