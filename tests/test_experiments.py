@@ -27,7 +27,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
-NAMES = ("static_ocr", "recurrent_ocr", "associative_memory", "gradient_error")
+NAMES = ("static_ocr", "recurrent_ocr", "associative_memory", "gradient_error", "bptt_sequences")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -195,6 +195,50 @@ def test_gradient_error_numbers(quick_runs):
         if "matvecs" in h:
             assert all(m >= 0 for m in h["matvecs"]) and all(finite(s) and s > 0 for s in h["seconds"])
     assert summary["table"][-1]["best_error"] == 0.0
+
+
+def test_bptt_sequences_numbers(quick_runs):
+    module, _, summary = quick_runs["bptt_sequences"]
+    rows = summary["table"]
+    methods = ["full BPTT", "TBPTT(k1=4, k2=8)", "TBPTT(k1=2, k2=3)", "full BPTT", "TBPTT(k1=5, k2=10)",
+               "TBPTT(k1=2, k2=4)", "full BPTT", "TBPTT(k1=3, k2=3)", "TBPTT(k1=1, k2=1)", "random weight guessing"]
+    assert [r["task"] for r in rows] == ["embedded_reber"] * 3 + ["adding"] * 3 + ["temporal_xor"] * 4
+    assert [r["method"] for r in rows] == methods
+    assert all(finite(r["final"]) and finite(r["baseline"]) and finite(r["seconds"]) for r in rows)
+    assert [r["baseline"] for r in rows] == pytest.approx([0.5] * 3 + [1 / 6] * 3 + [0.5] * 4)
+    reber, adding, xor = rows[0:3], rows[3:6], rows[6:10]
+    for r in reber + xor:
+        assert 0.0 <= r["final"] <= 1.0
+    # full BPTT solves the embedded Reber grammar; a 3-step window cannot carry its second symbol to the end
+    assert reber[0]["final"] > 0.9 and reber[0]["beats_baseline"]
+    assert reber[2]["final"] < reber[0]["final"] - 0.2
+    assert adding[0]["final"] < adding[0]["baseline"] and adding[0]["beats_baseline"]  # below 1/6
+    assert xor[0]["final"] < 0.1 and xor[0]["beats_baseline"]  # one step of memory: full BPTT learns it
+    guess = xor[3]
+    assert guess["budget"] == xor[0]["budget"] > 0  # as many guesses as full BPTT computed gradients
+    assert 0.0 <= guess["final"] <= 1.0
+    for run in summary["runs"]:
+        h = run["history"]
+        assert len(h["epoch"]) == run["epochs"] == module.QUICK["train"][f"{run['task']}_epochs"]
+        assert all(finite(v) and v > 0 for v in h["loss"])
+        assert all(finite(v) for v in h[f"test_{run['metric']}"])
+    files = [f["file"] for f in summary["figures"]]
+    assert files == [f"figures/{t}.png" for t in module.DEFAULTS["data"]["tasks"]]
+
+
+def test_bptt_sequences_rejects_bad_config(tmp_path):
+    module = load("bptt_sequences")
+    with pytest.raises(ValueError, match="train.epochs"):
+        module.run({"train": {"epochs": 3}}, tmp_path)
+    with pytest.raises(ValueError, match="k2 >= k1"):
+        module.run({"train": {"adding_truncations": [[4, 2]]}}, tmp_path)
+    with pytest.raises(ValueError, match="data.tasks"):
+        module.run({"data": {"tasks": ["xor"]}}, tmp_path)
+    from rbp.config import ConfigError, resolve
+
+    with pytest.raises(ConfigError, match="train.adding_truncations"):  # `rbp run` rejects it before running
+        resolve(module.DEFAULTS, {"train": {"adding_truncations": [[4, 2]]}}, constraints=module.CONSTRAINTS)
+    assert not any(tmp_path.iterdir())  # nothing was trained or written
 
 
 def test_main_writes_a_run_folder(tmp_path, monkeypatch, capsys):
