@@ -34,7 +34,7 @@ __all__ = ["main", "build_parser", "run_lock"]
 def _add_run_options(p, *, data=False):
     if data:
         p.add_argument("--data", choices=("digits", "glyphs"),
-                       help="the OCR task (default: digits; glyphs also sets model.contraction=0.9 and "
+                       help="the OCR task (default: digits; glyphs also sets "
                             "train.target_accuracy=0.8)")
     p.add_argument("--seeds", type=int, metavar="N", help="repeat with N seeds (mean ± spread in the report)")
     p.add_argument("--quick", action="store_true", help="a small, fast version (fewer samples and epochs)")
@@ -173,7 +173,8 @@ def _execute(exp, config: dict, args, meta: dict, resume: bool = False) -> int:
     with run_lock(out):
         if not resume:
             # The resolved config first, so an interrupted run can be resumed from its folder.
-            atomic_write(out / "config.json", json.dumps(_jsonable({**meta, **config}), indent=2) + "\n")
+            started = {**meta, **config, "invocation": _invocation(args)}
+            atomic_write(out / "config.json", json.dumps(_jsonable(started), indent=2) + "\n")
         if not args.quiet:
             print(f"rbp: {'resuming' if resume else 'running'} {exp.name} into {out}", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
@@ -183,15 +184,21 @@ def _execute(exp, config: dict, args, meta: dict, resume: bool = False) -> int:
         return _finish(exp, config, args, meta, out, summary, seconds, write_run, text_table)
 
 
+def _invocation(args) -> dict:
+    return {"argv": ["rbp"] + list(args.argv), "quick": bool(args.quick), "sets": list(args.sets),
+            "seeds": args.seeds, "threads": args.threads}
+
+
 def _finish(exp, config, args, meta, out, summary, seconds, write_run, text_table) -> int:
     summary.setdefault("experiment", exp.name)
     summary.setdefault("seconds", seconds)
     resolved = dict(meta)
     resolved.update(config)
-    resolved["invocation"] = {
-        "argv": ["rbp"] + list(args.argv), "quick": bool(args.quick), "sets": list(args.sets),
-        "seeds": args.seeds, "threads": args.threads, "seconds": round(seconds, 3),
-    }
+    current = dict(_invocation(args), seconds=round(seconds, 3))
+    if "invocation" in meta:  # a resumed run keeps the command that started it
+        resolved["resumed"] = current
+    else:
+        resolved["invocation"] = current
     write_run(out, resolved, summary)
     title = summary.get("title") or exp.name
     print(title)
@@ -225,6 +232,12 @@ def _cmd_resume(args) -> int:
     else:
         exp = builtin(saved.get("experiment", "compare"))
         meta = {"experiment": exp.name}
+    if not exp.can_resume:
+        raise ConfigError(
+            f"experiment {exp.name!r} cannot resume: its run() takes no resume argument "
+            "(it must pass checkpoint=... and resume=True to Trainer.fit)"
+        )
+    meta["invocation"] = saved.get("invocation") or {}
     config = exp.resolve(file_overrides={k: saved[k] for k in exp.defaults if k in saved},
                          file_name=str(folder / "config.json"))
     args.out = str(folder)

@@ -58,6 +58,12 @@ class Experiment:
             sources.append("--seeds")
         return resolve(self.defaults, *layers, constraints=self.constraints, sources=sources)
 
+    @property
+    def can_resume(self) -> bool:
+        """Whether the script's ``run`` accepts ``resume=True`` (continue from its checkpoints)."""
+        params = inspect.signature(self.module.run).parameters
+        return "resume" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
     def run(self, config: dict, out_dir, *, progress=None, resume=False) -> dict:
         fn = self.module.run
         params = inspect.signature(fn).parameters

@@ -49,6 +49,8 @@ def _number(v) -> str:
 def _plus_minus(m: float, s: float) -> str:
     """``m ± s``: ``s`` to two significant digits, ``m`` to the same decimal place
     (but no more than four significant digits of ``m``)."""
+    if math.isfinite(s) and math.isfinite(m) and s <= 1e-12 * max(abs(m), 1e-300):
+        s = 0.0  # identical values up to rounding
     if s == 0 or not math.isfinite(s) or not math.isfinite(m):
         return f"{_number(m)} ± {_number(s)}"
     decimals = 1 - math.floor(math.log10(abs(s)))
