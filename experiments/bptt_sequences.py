@@ -50,7 +50,7 @@ How to reproduce
     ``python experiments/bptt_sequences.py``             (~12 s; 1 seed)
     ``python experiments/bptt_sequences.py --seeds 5``   (five training seeds)
     ``python experiments/bptt_sequences.py --quick``     (a few seconds; smoke test)
-    ``python experiments/bptt_sequences.py --tasks adding temporal_xor``
+    ``python experiments/bptt_sequences.py --set 'data.tasks=["adding", "temporal_xor"]'``
     ``rbp run experiments/bptt_sequences.toml``
 
     ``--seed`` sets the first training seed only; the data stay those of
@@ -84,20 +84,20 @@ one colour per method, the baselines as horizontal lines).
 
 from __future__ import annotations
 
-import argparse
-import copy
 import io
 import pathlib
+import sys
 import time
 
 import numpy as np
 
 import rbp
+import rbp.cli
+import rbp.config
 import rbp.report
 from rbp.config import Range
 from rbp.data import sequences
 from rbp.recurrent.elman import check_truncation
-from rbp.report.tables import text_table
 
 NAME = "bptt_sequences"
 
@@ -182,19 +182,6 @@ for _task in TASKS:
     CONSTRAINTS.update({f"data.{_task}_n_train": Range(1), f"data.{_task}_n_test": Range(1),
                         f"model.{_task}_hidden": Range(1), f"train.{_task}_clip_norm": Range(0),
                         f"train.{_task}_truncations": _TruncationPairs()})
-
-
-def _merge(base: dict, override: dict, path: str = "") -> dict:
-    """Deep merge that rejects keys absent from ``base`` (nothing is silently ignored)."""
-    out = copy.deepcopy(base)
-    for key, value in (override or {}).items():
-        if key not in out:
-            raise ValueError(f"unknown config key {path + key!r}; valid: {', '.join(sorted(out))}")
-        if isinstance(out[key], dict):
-            out[key] = _merge(out[key], value, f"{path}{key}.")
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def _check(config: dict) -> list:
@@ -390,7 +377,7 @@ def run(config: dict, out_dir: pathlib.Path, *, progress=None) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    config = _merge(DEFAULTS, config)
+    config = rbp.config.resolve(DEFAULTS, config, constraints=globals().get("CONSTRAINTS"))
     tasks = _check(config)
     data = config["data"]
     out_dir = pathlib.Path(out_dir)
@@ -451,31 +438,10 @@ def run(config: dict, out_dir: pathlib.Path, *, progress=None) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs") / NAME, help="run folder")
-    parser.add_argument("--quick", action="store_true", help="small data and few epochs (a few seconds)")
-    parser.add_argument("--seeds", type=int, default=None, help="number of training seeds (default 1)")
-    parser.add_argument("--seed", type=int, default=None, help="first training seed (default 0)")
-    parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=None,
-                        help=f"tasks to run (default: {' '.join(DEFAULTS['data']['tasks'])})")
-    args = parser.parse_args(argv)
-    config = _merge(DEFAULTS, QUICK if args.quick else {})
-    if args.seeds is not None:
-        if args.seeds < 1:
-            parser.error(f"--seeds must be >= 1, got {args.seeds}")
-        config["run"]["seeds"] = args.seeds
-    if args.seed is not None:
-        config["run"]["seed"] = args.seed
-    if args.tasks is not None:
-        config["data"]["tasks"] = list(dict.fromkeys(args.tasks))
-    summary = run(config, args.out)
-    rbp.report.write_run(args.out, config, summary)
-    print(text_table(summary["table"]))
-    for note in summary["notes"]:
-        print("note:", note)
-    print(f"\nrun folder: {args.out}")
-    return summary
+    """``python experiments/bptt_sequences.py [--quick] [--seeds N] [--seed S] [--set section.key=value ...] [--out DIR]``,
+    the same as ``rbp run experiments/bptt_sequences.py ...`` (the config is validated before anything runs)."""
+    return rbp.cli.script_main(__file__, argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

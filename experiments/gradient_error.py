@@ -64,16 +64,16 @@ Expected results (measured, seed 0, full defaults; rho(J) = 0.777 at the fixed p
 
 from __future__ import annotations
 
-import argparse
-import copy
 import pathlib
+import sys
 import time
 
 import numpy as np
 
 import rbp
+import rbp.cli
+import rbp.config
 import rbp.report
-from rbp.report.tables import text_table
 
 NAME = "gradient_error"
 
@@ -114,19 +114,6 @@ SERIES = ("neumann", "relax")
 CONSTRAINTS = {"sweep.krylov": KRYLOV, "sweep.series": SERIES, "sweep.clock": ("cpu", "wall")}
 _LABELS = {"gmres": "GMRES", "lgmres": "LGMRES", "bicgstab": "BiCGSTAB", "cg-normal": "CG-RBP (normal eq.)",
            "neumann": "Neumann-RBP", "relax": "Pineda relaxation", "direct": "direct (LU)"}
-
-
-def _merge(base: dict, override: dict, path: str = "") -> dict:
-    """Deep merge that rejects keys absent from ``base`` (nothing is silently ignored)."""
-    out = copy.deepcopy(base)
-    for key, value in (override or {}).items():
-        if key not in out:
-            raise ValueError(f"unknown config key {path + key!r}; valid: {', '.join(sorted(out))}")
-        if isinstance(out[key], dict):
-            out[key] = _merge(out[key], value, f"{path}{key}.")
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def _recurrent_grad(net, grad):
@@ -348,7 +335,7 @@ def run(config: dict, out_dir: pathlib.Path, *, progress=None) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    config = _merge(DEFAULTS, config)
+    config = rbp.config.resolve(DEFAULTS, config, constraints=globals().get("CONSTRAINTS"))
     sweep = config["sweep"]
     bad = [m for m in sweep["krylov"] if m not in KRYLOV] + [m for m in sweep["series"] if m not in SERIES]
     if bad:
@@ -386,27 +373,10 @@ def run(config: dict, out_dir: pathlib.Path, *, progress=None) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs") / NAME, help="run folder")
-    parser.add_argument("--quick", action="store_true", help="a tiny, seconds-long version (smoke test)")
-    parser.add_argument("--seeds", type=int, default=None, help="number of pre-trained nets (default 1)")
-    parser.add_argument("--seed", type=int, default=None, help="first seed (default 0)")
-    args = parser.parse_args(argv)
-    config = _merge(DEFAULTS, QUICK if args.quick else {})
-    if args.seeds is not None:
-        if args.seeds < 1:
-            parser.error(f"--seeds must be >= 1, got {args.seeds}")
-        config["run"]["seeds"] = args.seeds
-    if args.seed is not None:
-        config["run"]["seed"] = args.seed
-    summary = run(config, args.out)
-    rbp.report.write_run(args.out, config, summary)
-    print(text_table(summary["table"]))
-    for note in summary["notes"]:
-        print("note:", note)
-    print(f"\nrun folder: {args.out}")
-    return summary
+    """``python experiments/gradient_error.py [--quick] [--seeds N] [--seed S] [--set section.key=value ...] [--out DIR]``,
+    the same as ``rbp run experiments/gradient_error.py ...`` (the config is validated before anything runs)."""
+    return rbp.cli.script_main(__file__, argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

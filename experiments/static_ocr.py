@@ -58,16 +58,16 @@ held-out typeface).
 
 from __future__ import annotations
 
-import argparse
-import copy
 import math
 import pathlib
+import sys
 
 import numpy as np
 
 import rbp
+import rbp.cli
+import rbp.config
 import rbp.report
-from rbp.report.tables import text_table
 
 NAME = "static_ocr"
 
@@ -106,19 +106,6 @@ QUICK = {
 
 TASKS = ("digits", "glyphs")
 CONSTRAINTS = {"data.tasks": TASKS}  # extra config rules for `rbp run` (rbp.config.validate)
-
-
-def _merge(base: dict, override: dict, path: str = "") -> dict:
-    """Deep merge that rejects keys absent from ``base`` (nothing is silently ignored)."""
-    out = copy.deepcopy(base)
-    for key, value in (override or {}).items():
-        if key not in out:
-            raise ValueError(f"unknown config key {path + key!r}; valid: {', '.join(sorted(out))}")
-        if isinstance(out[key], dict):
-            out[key] = _merge(out[key], value, f"{path}{key}.")
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def _load(task: str, data: dict):
@@ -273,7 +260,7 @@ def run(config: dict, out_dir: pathlib.Path, *, progress=None) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    config = _merge(DEFAULTS, config)
+    config = rbp.config.resolve(DEFAULTS, config, constraints=globals().get("CONSTRAINTS"))
     tasks = list(config["data"]["tasks"])
     unknown = [t for t in tasks if t not in TASKS]
     if unknown or not tasks:
@@ -316,25 +303,10 @@ def run(config: dict, out_dir: pathlib.Path, *, progress=None) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs") / NAME, help="run folder")
-    parser.add_argument("--quick", action="store_true", help="a tiny, seconds-long version (smoke test)")
-    parser.add_argument("--seeds", type=int, default=None, help="number of training seeds (default 1)")
-    parser.add_argument("--seed", type=int, default=None, help="first training seed (default 0)")
-    args = parser.parse_args(argv)
-    config = _merge(DEFAULTS, QUICK if args.quick else {})
-    if args.seeds is not None:
-        if args.seeds < 1:
-            parser.error(f"--seeds must be >= 1, got {args.seeds}")
-        config["run"]["seeds"] = args.seeds
-    if args.seed is not None:
-        config["run"]["seed"] = args.seed
-    summary = run(config, args.out)
-    rbp.report.write_run(args.out, config, summary)
-    print(text_table(summary["table"]))
-    print(f"\nrun folder: {args.out}  (summary.json, metrics.csv, config.json, figures/)")
-    return summary
+    """``python experiments/static_ocr.py [--quick] [--seeds N] [--seed S] [--set section.key=value ...] [--out DIR]``,
+    the same as ``rbp run experiments/static_ocr.py ...`` (the config is validated before anything runs)."""
+    return rbp.cli.script_main(__file__, argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

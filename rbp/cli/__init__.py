@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..config import ConfigError, merge, parse_sets
 
-__all__ = ["main", "build_parser", "run_lock"]
+__all__ = ["main", "script_main", "build_parser", "run_lock"]
 
 
 def _add_run_options(p, *, data=False):
@@ -364,14 +364,59 @@ def main(argv=None) -> int:
         return int(exc.code or 0)
     args.argv = argv
     commands = {"compare": _cmd_compare, "run": _cmd_run, "report": _cmd_report, "list": _cmd_list}
+    return _dispatch(commands[args.command], args, f"rbp {args.command}")
+
+
+def script_main(script, argv=None) -> int:
+    """The command line of an experiment script, the same as ``rbp run SCRIPT``.
+
+    ``python experiments/<name>.py [--quick] [--seeds N] [--seed S]
+    [--set section.key=value ...] [--out DIR] [--quiet] [--threads N]``:
+    the config is the script's DEFAULTS (with QUICK for ``--quick``),
+    validated before anything runs; the run folder defaults to
+    ``runs/<name>``.
+
+    Parameters
+    ----------
+    script : path
+        The script's own file (pass ``__file__``).
+    argv : list of str, optional
+        Arguments (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status, as :func:`main`.
+    """
+    path = Path(script)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(
+        prog=f"python {path.name}",
+        description=f"Run the experiment {path.stem} (the same as: rbp run {path.name} ...).",
+    )
+    _add_run_options(parser)
+    parser.add_argument("--seed", type=int, metavar="S", help="first seed (the same as --set run.seed=S)")
     try:
-        return commands[args.command](args)
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    if args.seed is not None:
+        args.sets.append(f"run.seed={args.seed}")
+    args.config, args.argv = str(path), ["run", str(path), *argv]
+    if args.out is None and args.resume is None:
+        args.out = str(Path("runs") / path.stem)
+    return _dispatch(_cmd_run, args, f"python {path.name}")
+
+
+def _dispatch(command, args, name: str) -> int:
+    try:
+        return command(args)
     except ConfigError as exc:
-        print(f"rbp {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{name}: error: {exc}", file=sys.stderr)
         return 2
     except ImportError as exc:
         if "scikit-learn" in str(exc):
-            print(f"rbp {args.command}: error: {exc}; or use --data glyphs, which needs nothing extra",
-                  file=sys.stderr)
+            hint = "; or use --data glyphs, which needs nothing extra" if hasattr(args, "data") else ""
+            print(f"{name}: error: {exc}{hint}", file=sys.stderr)
             return 2
         raise
