@@ -77,7 +77,15 @@ class History(dict):
 
 
 def split_validation(data: tuple, fraction: float, rng: np.random.Generator):
-    """Split prepared arrays into (train, validation) parts by a random permutation."""
+    """Split prepared arrays into (train, validation) parts by a random permutation.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> train, val = split_validation((np.arange(10), np.arange(10) * 2), 0.2, np.random.default_rng(0))
+    >>> len(train[0]), len(val[0]), bool(np.all(val[1] == 2 * val[0]))
+    (8, 2, True)
+    """
     if not 0 < fraction < 1:
         raise ValueError(f"validation_fraction must be in (0, 1), got {fraction!r}")
     n = len(data[0])
@@ -196,6 +204,17 @@ def fit(
     Returns
     -------
     TrainResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rbp import MLP
+    >>> from rbp.core.optimizers import adam
+    >>> net = MLP([2, 8, 2], loss="cross_entropy")
+    >>> X = np.array([[0., 0.], [0., 1.], [1., 0.], [1., 1.]]); y = np.array([0, 1, 1, 0])
+    >>> res = fit(net, net.init(0), net.prepare(X, y), optimizer=adam(0.05), epochs=300, batch_size=None)
+    >>> res.nit, net.score(res.x, X, y)
+    (300, 1.0)
     """
     gen = as_generator(rng)
     if batch_size is not None:
@@ -366,6 +385,18 @@ class Trainer:
         ``max_retries`` times).
     optimizer_options : dict, optional
         Other optimizer hyperparameters (``beta``, ``b1`` ...).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rbp import MLP, Trainer
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(60, 2)); y = (X[:, 0] * X[:, 1] > 0).astype(int)
+    >>> trainer = Trainer(MLP([2, 16, 2], loss="cross_entropy"), "adam", learning_rate=0.02, epochs=50,
+    ...                   validation_fraction=0.2, early_stopping=10)
+    >>> result = trainer.fit(X, y, rng=0)
+    >>> result.success, sorted(k for k in result.history if k.startswith("val_"))
+    (True, ['val_accuracy', 'val_loss'])
     """
 
     def __init__(

@@ -204,10 +204,23 @@ def write_report(out_dir, config: dict, summary: dict, *, html_name="report.html
                  title=None, root=None):
     """Write ``report.html`` and ``report.md`` into ``out_dir`` (atomically).
 
+    The report reads as a results section: the comparison table
+    (``summary["table"]``) first, then every figure of ``summary["figures"]``
+    embedded as base64 PNG with its caption under it, then the notes and the
+    resolved config.
+
     Returns
     -------
     (Path, Path)
         The HTML and Markdown paths.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> html, md = write_report(tempfile.mkdtemp(), {"train": {"epochs": 1}},
+    ...                         {"title": "Demo", "table": [{"model": "MLP", "test accuracy": 0.97}]})
+    >>> "MLP" in html.read_text() and "Demo" in md.read_text()
+    True
     """
     from .run import atomic_write
 

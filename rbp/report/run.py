@@ -90,7 +90,16 @@ def metrics_csv(runs) -> str:
 
 def read_metrics_csv(path) -> list:
     """Runs (``label``, ``seed``, ``history``) from a metrics.csv written by
-    :func:`metrics_csv`; empty cells become NaN, ``epoch`` and ``n_*`` counts ints."""
+    :func:`metrics_csv`; empty cells become NaN, ``epoch`` and ``n_*`` counts ints.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "metrics.csv"
+    >>> _ = p.write_text(metrics_csv([{"label": "mlp", "seed": 0, "history": {"epoch": [1, 2], "loss": [0.5, 0.25]}}]))
+    >>> [(r["label"], r["history"]["loss"]) for r in read_metrics_csv(p)]
+    [('mlp', [0.5, 0.25])]
+    """
     runs: dict = {}
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
@@ -209,6 +218,16 @@ def load_run(run_dir):
 
     The runs' histories come from ``summary.json`` or, when it holds none,
     from ``metrics.csv``. NaN values written as JSON ``null`` stay ``None``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> out = write_run(tempfile.mkdtemp(), {"train": {"epochs": 1}},
+    ...                 {"runs": [{"label": "a", "seed": 0, "history": {"epoch": [1], "loss": [0.3]}}],
+    ...                  "standard_figures": False})
+    >>> config, summary = load_run(out)
+    >>> config["train"], summary["runs"][0]["history"]["loss"]
+    ({'epochs': 1}, [0.3])
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
