@@ -61,7 +61,11 @@ def test_a_stale_lock_is_taken_over(tmp_path):
     import socket
 
     (tmp_path / ".lock").write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
+    (tmp_path / "checkpoints").mkdir()
+    partial = tmp_path / "checkpoints" / ".static-seed0.train.npz.abc123.tmp"  # a write cut by SIGKILL
+    partial.write_bytes(b"PK")
     with run_lock(tmp_path):
+        assert not partial.exists()
         assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
     assert not (tmp_path / ".lock").exists()
 

@@ -504,3 +504,12 @@ def test_a_real_blow_up_under_strict_floating_point_is_handled_by_the_policy():
     trainer = rbp.StaticTrainer(net, "sgd", learning_rate=1.0, epochs=20, batch_size=5, on_divergence="raise")
     with pytest.raises(DivergenceError):
         trainer.fit(X, y, rng=0)
+
+
+def test_resuming_with_another_optimizer_is_refused(tmp_path):
+    X, y = _data()
+    net = rbp.MLP([4, 6, 2], loss="cross_entropy")
+    path = tmp_path / "run.npz"
+    rbp.StaticTrainer(net, "momentum", learning_rate=0.05, epochs=2).fit(X, y, rng=0, checkpoint=path)
+    with pytest.raises(ValueError, match=r"written by optimizer 'momentum'.*'nesterov'"):
+        rbp.StaticTrainer(net, "nesterov", learning_rate=0.05, epochs=4).fit(X, y, rng=0, checkpoint=path, resume=True)

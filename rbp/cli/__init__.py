@@ -136,6 +136,8 @@ def run_lock(folder: Path):
                     "wait for it or choose another --out"
                 ) from None
             lock.unlink(missing_ok=True)  # stale: its process is gone
+            for tmp in folder.rglob(".*.tmp"):  # partial files of its interrupted atomic writes
+                tmp.unlink(missing_ok=True)
             continue
         with os.fdopen(fd, "w") as fh:
             json.dump(me, fh)

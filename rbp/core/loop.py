@@ -322,7 +322,7 @@ def fit(
             ):
                 save_checkpoint(
                     checkpoint, theta, optimizer_state=state, rng=gen, epoch=epoch, history=history,
-                    meta=dict(checkpoint_meta or {}, stopped_early=stop_early),
+                    meta=dict(checkpoint_meta or {}, stopped_early=stop_early, optimizer=optimizer.name),
                     best=best if early_stopping is not None and best[1] is not None else None,
                 )
                 saved_epoch = epoch
@@ -611,6 +611,12 @@ class Trainer:
         start["rng"] = loaded["rng"] if loaded["rng"] is not None else gen
         start["theta"] = self.model.check_theta(start["theta"])
         meta = loaded["meta"]
+        expected = self._build_optimizer(1.0).name
+        if meta.get("optimizer", expected) != expected:
+            raise ValueError(
+                f"checkpoint {checkpoint} was written by optimizer {meta.get('optimizer')!r}; this trainer uses "
+                f"{expected!r}: resume with the same optimizer or start a new run"
+            )
         scale = meta.get("lr_scale", 1.0)
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale <= 1:
             raise ValueError(f"checkpoint {checkpoint}: invalid lr_scale {scale!r}")
