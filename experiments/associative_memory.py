@@ -52,6 +52,20 @@ How to reproduce
     ``python experiments/associative_memory.py --seeds 3``
     ``python experiments/associative_memory.py --quick``     (seconds)
     ``rbp run experiments/associative_memory.toml``
+    ``rbp run --resume runs/<folder>``                       (continue an interrupted run)
+
+    Every training writes a checkpoint after each epoch into the run folder,
+    ``checkpoints/<method>-seed<S>.train.npz`` (with the per-epoch test
+    curves beside it, ``<method>-seed<S>.curves.json``). ``rbp run --resume
+    runs/<folder>`` (the folder of ``--out``; ``runs/associative_memory`` for
+    ``python experiments/associative_memory.py``) continues an interrupted
+    run with its saved config: finished trainings are not repeated, the
+    interrupted one continues from its last epoch, and every number of the
+    summary is the one an uninterrupted run gives, except the timings
+    (``train_seconds`` and ``ms_per_epoch`` of a resumed training add up the
+    per-epoch training times of both sessions; its ``seconds``, the wall time
+    of the call, counts only the last session).
+
     Timings were measured with ``OPENBLAS_NUM_THREADS=1`` on a shared 2-core
     machine.
 
@@ -74,6 +88,8 @@ Expected results (measured, seed 0, full defaults)
 
 from __future__ import annotations
 
+import json
+import math
 import pathlib
 import sys
 import time
@@ -83,6 +99,7 @@ import numpy as np
 import rbp
 import rbp.cli
 import rbp.config
+import rbp.core.checkpoint
 import rbp.report
 from rbp.data.glyphs import render_glyph
 
@@ -172,7 +189,83 @@ def _recall(Y: np.ndarray, T: np.ndarray) -> tuple:
     return float(wrong.mean()), float((~wrong.any(axis=1)).mean())
 
 
-def _train(method, data_arrays, config, seed, progress):
+class _Curves:
+    """The trainer's callback: values measured after every epoch, kept beside the training checkpoint.
+
+    ``measure(theta)`` returns a dict with one number per name in ``keys``.
+    The trainer writes its checkpoint ``checkpoint`` (parameters, optimizer
+    and generator state, history) every epoch, before it calls the callback;
+    the measured values go to ``<name>.curves.json`` beside it, so that a
+    resumed run has them for the epochs it does not train again.
+    """
+
+    def __init__(self, measure, keys, checkpoint):
+        self.measure, self.checkpoint = measure, pathlib.Path(checkpoint)
+        self.file = self.checkpoint.with_name(self.checkpoint.name.removesuffix(".train.npz") + ".curves.json")
+        self.columns = {key: [] for key in keys}
+
+    def __call__(self, intermediate):
+        self._record(intermediate.x)
+
+    def _record(self, theta):
+        for key, value in self.measure(theta).items():
+            self.columns[key].append(float(value))
+        rbp.report.atomic_write(self.file, json.dumps(self.columns))
+
+    def _restore(self, saved) -> bool:
+        """The saved values of the checkpoint's epochs; False if they are lost."""
+        try:
+            loaded = json.loads(self.file.read_text())
+        except (OSError, ValueError):
+            loaded = {}
+        columns = {}
+        for key in self.columns:
+            column = loaded.get(key) if isinstance(loaded, dict) else None
+            ok = isinstance(column, list) and all(isinstance(v, (int, float)) for v in column)
+            columns[key] = [float(v) for v in column] if ok else []
+        n = min(len(column) for column in columns.values())
+        if n < saved["epoch"] - 1:
+            return False
+        self.columns = {key: column[: saved["epoch"]] for key, column in columns.items()}
+        if n == saved["epoch"] - 1:  # cut between the checkpoint and the callback: measure its parameters
+            self._record(saved["theta"])
+        return True
+
+    def fit(self, trainer, X, Y, *, rng, resume=False, **kwargs):
+        """``trainer.fit`` with the checkpoint, continued from it if ``resume``.
+
+        Returns the TrainResult with the measured columns added to its
+        history and, when resumed, ``nit`` and ``best_epoch`` counted over
+        the whole training (not only the epochs of this call), ``x`` the
+        parameters an uninterrupted run returns, and the history's ``time``
+        the sum of the per-epoch training times of every session.
+        """
+        saved = None
+        if resume and self.checkpoint.exists():
+            saved = rbp.core.checkpoint.load_checkpoint(self.checkpoint, n_params=trainer.model.params.size)
+            if not self._restore(saved):  # the curves are lost: train this model again (deterministic)
+                self.checkpoint.unlink()
+                saved = None
+        result = trainer.fit(X, Y, rng=rng, checkpoint=self.checkpoint, resume=resume, **kwargs)
+        history = {key: list(column) for key, column in result.history.items()}
+        history.update({key: list(column) for key, column in self.columns.items()})
+        result.history = history
+        if saved is None:
+            return result
+        if result.nit == 0 and trainer.early_stopping and saved["best"] is not None:
+            # finished before: an uninterrupted run returns the best epoch's parameters, not the last ones
+            result.x = saved["best"][1]
+        result.nit += saved["epoch"]
+        best, result.best_epoch = math.inf, 0  # the trainer's rule: the first strict improvement of the monitor
+        for epoch, loss in zip(history["epoch"], history.get("val_loss", history["loss"])):
+            if loss < best - trainer.min_delta:
+                best, result.best_epoch = loss, int(epoch)
+        history["time"] = np.cumsum(history["seconds"]).tolist()  # the trainer's clock restarts at each session
+        return result
+
+
+def _train(method, data_arrays, config, seed, progress, checkpoint, resume=False):
+    """Train one net (checkpoint every epoch; continue from it if ``resume``); returns the run dict."""
     Xtr, Ttr, Xte, Tte = data_arrays
     model = config["model"]
     n = Xtr.shape[1]
@@ -181,12 +274,13 @@ def _train(method, data_arrays, config, seed, progress):
         n, n + model["hidden_units"], n, activation=model["activation"], pineda=True, forward="picard",
         damping=model["damping"], tol=model["eval_tol"], max_iter=20 * model["max_iter"], on_failure="ignore",
     )
-    curves = {"test_loss": [], "test_pixel_error": []}
     test_data = net.prepare(Xte, Tte)
 
-    def after_epoch(intermediate):
-        curves["test_loss"].append(float(net.evaluate(intermediate.x, *test_data)["loss"]))
-        curves["test_pixel_error"].append(_recall(net.predict(intermediate.x, Xte), Tte)[0])
+    def measure(theta):
+        return {"test_loss": net.evaluate(theta, *test_data)["loss"],
+                "test_pixel_error": _recall(net.predict(theta, Xte), Tte)[0]}
+
+    after_epoch = _Curves(measure, ("test_loss", "test_pixel_error"), checkpoint)
 
     train = config["train"]
     trainer = rbp.RecurrentTrainer(
@@ -194,14 +288,14 @@ def _train(method, data_arrays, config, seed, progress):
         weight_decay=train["weight_decay"], callback=after_epoch, progress=progress,
     )
     t0 = time.perf_counter()
-    result = trainer.fit(Xtr, Ttr, rng=seed)
+    result = after_epoch.fit(trainer, Xtr, Ttr, rng=seed, resume=resume)
     seconds = time.perf_counter() - t0
     theta = result.x
     own_err, own_perfect = _recall(net.predict(theta, Xte), Tte)
     relaxed = reference.relax(theta, Xte)
     fp_err, fp_perfect = _recall(relaxed.x[:, -n:], Tte)
-    history = {k: list(v) for k, v in result.history.items()}
-    history.update(curves)
+    history = result.history
+    curves = after_epoch.columns
     # the "time" column excludes the per-epoch test evaluation done in the callback
     return {
         "label": _label(method, model), "method": method, "seed": int(seed), "history": history,
@@ -342,8 +436,13 @@ def _plot_examples(plt, runs, methods, arrays, data, path, n_show=5):
     plt.close(fig)
 
 
-def run(config: dict, out_dir: pathlib.Path, *, progress=None) -> dict:
-    """Train one net per gradient method and seed; figures into ``out_dir/figures``; return the summary."""
+def run(config: dict, out_dir: pathlib.Path, *, progress=None, resume=False) -> dict:
+    """Train one net per gradient method and seed; figures into ``out_dir/figures``; return the summary.
+
+    Each training writes a checkpoint into ``out_dir/checkpoints`` after every epoch; with ``resume=True``
+    finished trainings are loaded instead of repeated and an interrupted one continues from its last epoch
+    (the numbers are those of an uninterrupted run, the timings aside).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -352,10 +451,15 @@ def run(config: dict, out_dir: pathlib.Path, *, progress=None) -> dict:
     config = rbp.config.resolve(DEFAULTS, config, constraints=globals().get("CONSTRAINTS"))
     data, model = config["data"], config["model"]
     methods = list(model["methods"])
-    if not methods or any(m not in METHODS for m in methods):
-        raise ValueError(f"model.methods must be a non-empty list drawn from {list(METHODS)}, got {methods!r}")
+    if not methods or any(m not in METHODS for m in methods) or len(set(methods)) != len(methods):
+        raise ValueError(f"model.methods must be a non-empty list of distinct names from {list(METHODS)}, "
+                         f"got {methods!r}")
     out_dir = pathlib.Path(out_dir)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+    if not resume:  # a new run: no checkpoint of an earlier run in this folder may be resumed later
+        for pattern in ("*.train.npz", "*.curves.json"):
+            for stale in (out_dir / "checkpoints").glob(pattern):
+                stale.unlink()
     P = patterns(data)
     rng = np.random.default_rng(data["seed"])
     Xtr, Ttr = corrupt(P, data["n_train_per_pattern"], data["drop_fraction"], rng)
@@ -367,7 +471,8 @@ def run(config: dict, out_dir: pathlib.Path, *, progress=None) -> dict:
     runs = []
     for method in methods:
         for seed in seeds:
-            runs.append(_train(method, arrays, config, seed, progress))
+            checkpoint = out_dir / "checkpoints" / f"{method}-seed{seed}.train.npz"
+            runs.append(_train(method, arrays, config, seed, progress, checkpoint, resume))
 
     # completions at the fixed point for the example figure (first seed of each method)
     n = P.shape[1]
@@ -407,6 +512,12 @@ def run(config: dict, out_dir: pathlib.Path, *, progress=None) -> dict:
         "Neumann-RBP and TBPTT miss their thresholds by design (on_failure='ignore'); n_adjoint_failed counts "
         "the mini-batches whose adjoint solve stopped before backward_tol.",
     ]
+    if resume:
+        notes.append("Resumed run (rbp run --resume): trainings finished before the interruption were loaded from "
+                     "checkpoints/ instead of repeated, an interrupted one continued from its last epoch; losses, "
+                     "recall and iteration counts are those of an uninterrupted run. train_seconds and ms_per_epoch "
+                     "add up the per-epoch training times recorded in each session; each run's seconds (the wall "
+                     "time of its call) counts only this session, so it is meaningless for a resumed training.")
     return {"experiment": NAME, "table": _table(runs, methods, baseline), "runs": runs, "figures": figures,
             "notes": notes}
 

@@ -52,6 +52,7 @@ How to reproduce
     ``python experiments/bptt_sequences.py --quick``     (a few seconds; smoke test)
     ``python experiments/bptt_sequences.py --set 'data.tasks=["adding", "temporal_xor"]'``
     ``rbp run experiments/bptt_sequences.toml``
+    ``rbp run --resume runs/<folder>``                   (continue an interrupted run)
 
     ``--seed`` sets the first training seed only; the data stay those of
     ``data.seed`` (before the conversion to the run protocol, ``--seed`` set
@@ -60,6 +61,17 @@ How to reproduce
     trainer's wall time (gradients and updates, without the per-epoch
     evaluation on the held-out set, which roughly doubled the times the
     script used to print).
+
+    Every training writes a checkpoint after each epoch into the run folder,
+    ``checkpoints/<task>-<bptt|tbptt<k1>-<k2>>-seed<S>.train.npz`` (with the
+    per-epoch held-out metric beside it, ``...curves.json``). ``rbp run
+    --resume runs/<folder>`` (the folder of ``--out``; ``runs/bptt_sequences``
+    for ``python experiments/bptt_sequences.py``) continues an interrupted
+    run with its saved config: finished trainings are not repeated, the
+    interrupted one continues from its last epoch, random weight guessing is
+    run again (it is seeded), and every number of the summary is the one an
+    uninterrupted run gives, except the timings (the seconds of a resumed
+    training add up the per-epoch training times of both sessions).
 
 Expected results (measured: full defaults, seed 0; final / best epoch)
     embedded Reber, fraction solved (baseline 0.5): full BPTT 1.000 / 1.000,
@@ -85,6 +97,8 @@ one colour per method, the baselines as horizontal lines).
 from __future__ import annotations
 
 import io
+import json
+import math
 import pathlib
 import sys
 import time
@@ -94,6 +108,7 @@ import numpy as np
 import rbp
 import rbp.cli
 import rbp.config
+import rbp.core.checkpoint
 import rbp.report
 from rbp.config import Range
 from rbp.data import sequences
@@ -195,10 +210,13 @@ def _check(config: dict) -> list:
         raise ValueError(f"train.random_guessing must list names from {list(TASKS)}, got {bad!r}")
     for task in tasks:
         key = f"train.{task}_truncations"
-        for pair in config["train"][f"{task}_truncations"]:
+        pairs = config["train"][f"{task}_truncations"]
+        for pair in pairs:
             if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
                 raise ValueError(f"{key}: every entry must be a pair [k1, k2], got {pair!r}")
             check_truncation(tuple(pair), key)
+        if len({tuple(p) for p in pairs}) != len(pairs):
+            raise ValueError(f"{key}: the pairs must be distinct, got {pairs!r}")
     return tasks
 
 
@@ -227,15 +245,94 @@ def _method(truncation) -> str:
     return "full BPTT" if truncation is None else f"TBPTT(k1={truncation[0]}, k2={truncation[1]})"
 
 
-def _train_one(task, truncation, train, test, config, seed, progress):
-    """Train one net; returns the run dict (the trainer's history plus the held-out metric per epoch)."""
+class _Curves:
+    """The trainer's callback: values measured after every epoch, kept beside the training checkpoint.
+
+    ``measure(theta)`` returns a dict with one number per name in ``keys``.
+    The trainer writes its checkpoint ``checkpoint`` (parameters, optimizer
+    and generator state, history) every epoch, before it calls the callback;
+    the measured values go to ``<name>.curves.json`` beside it, so that a
+    resumed run has them for the epochs it does not train again.
+    """
+
+    def __init__(self, measure, keys, checkpoint):
+        self.measure, self.checkpoint = measure, pathlib.Path(checkpoint)
+        self.file = self.checkpoint.with_name(self.checkpoint.name.removesuffix(".train.npz") + ".curves.json")
+        self.columns = {key: [] for key in keys}
+
+    def __call__(self, intermediate):
+        self._record(intermediate.x)
+
+    def _record(self, theta):
+        for key, value in self.measure(theta).items():
+            self.columns[key].append(float(value))
+        rbp.report.atomic_write(self.file, json.dumps(self.columns))
+
+    def _restore(self, saved) -> bool:
+        """The saved values of the checkpoint's epochs; False if they are lost."""
+        try:
+            loaded = json.loads(self.file.read_text())
+        except (OSError, ValueError):
+            loaded = {}
+        columns = {}
+        for key in self.columns:
+            column = loaded.get(key) if isinstance(loaded, dict) else None
+            ok = isinstance(column, list) and all(isinstance(v, (int, float)) for v in column)
+            columns[key] = [float(v) for v in column] if ok else []
+        n = min(len(column) for column in columns.values())
+        if n < saved["epoch"] - 1:
+            return False
+        self.columns = {key: column[: saved["epoch"]] for key, column in columns.items()}
+        if n == saved["epoch"] - 1:  # cut between the checkpoint and the callback: measure its parameters
+            self._record(saved["theta"])
+        return True
+
+    def fit(self, trainer, X, Y, *, rng, resume=False, **kwargs):
+        """``trainer.fit`` with the checkpoint, continued from it if ``resume``.
+
+        Returns the TrainResult with the measured columns added to its
+        history and, when resumed, ``nit`` and ``best_epoch`` counted over
+        the whole training (not only the epochs of this call), ``x`` the
+        parameters an uninterrupted run returns, and the history's ``time``
+        the sum of the per-epoch training times of every session.
+        """
+        saved = None
+        if resume and self.checkpoint.exists():
+            saved = rbp.core.checkpoint.load_checkpoint(self.checkpoint, n_params=trainer.model.params.size)
+            if not self._restore(saved):  # the curves are lost: train this model again (deterministic)
+                self.checkpoint.unlink()
+                saved = None
+        result = trainer.fit(X, Y, rng=rng, checkpoint=self.checkpoint, resume=resume, **kwargs)
+        history = {key: list(column) for key, column in result.history.items()}
+        history.update({key: list(column) for key, column in self.columns.items()})
+        result.history = history
+        if saved is None:
+            return result
+        if result.nit == 0 and trainer.early_stopping and saved["best"] is not None:
+            # finished before: an uninterrupted run returns the best epoch's parameters, not the last ones
+            result.x = saved["best"][1]
+        result.nit += saved["epoch"]
+        best, result.best_epoch = math.inf, 0  # the trainer's rule: the first strict improvement of the monitor
+        for epoch, loss in zip(history["epoch"], history.get("val_loss", history["loss"])):
+            if loss < best - trainer.min_delta:
+                best, result.best_epoch = loss, int(epoch)
+        history["time"] = np.cumsum(history["seconds"]).tolist()  # the trainer's clock restarts at each session
+        return result
+
+
+def _checkpoint_name(task, truncation, seed) -> str:
+    method = "bptt" if truncation is None else f"tbptt{truncation[0]}-{truncation[1]}"
+    return f"{task}-{method}-seed{seed}.train.npz"
+
+
+def _train_one(task, truncation, train, test, config, seed, progress, checkpoint, resume=False):
+    """Train one net (checkpoint every epoch; continue from it if ``resume``); returns the run dict (the
+    trainer's history plus the held-out metric per epoch)."""
     spec, train_cfg = TASKS[task], config["train"]
     net = rbp.ElmanRNN(spec["n_in"], config["model"][f"{task}_hidden"], spec["n_out"], loss=spec["loss"],
                        truncation=truncation)
-    curve = []
-
-    def callback(intermediate):
-        curve.append(metric(net, intermediate.x, test))
+    key = f"test_{test.metric}"
+    callback = _Curves(lambda theta: {key: metric(net, theta, test)}, (key,), checkpoint)
 
     batch_size = train_cfg[f"{task}_batch_size"]
     trainer = rbp.Trainer(
@@ -243,9 +340,9 @@ def _train_one(task, truncation, train, test, config, seed, progress):
         epochs=train_cfg[f"{task}_epochs"], batch_size=batch_size,
         clip_norm=train_cfg[f"{task}_clip_norm"] or None, callback=callback, progress=progress,
     )
-    result = trainer.fit(train.X, train.Y, mask=train.mask, rng=seed)
-    history = {k: list(v) for k, v in result.history.items()}
-    history[f"test_{test.metric}"] = list(curve)
+    result = callback.fit(trainer, train.X, train.Y, mask=train.mask, rng=seed, resume=resume)
+    history = result.history
+    curve = history[key]
     higher = bool(test.meta.get("higher_is_better", False))
     n_batches = -(-train.X.shape[0] // batch_size)
     method = _method(truncation)
@@ -370,8 +467,13 @@ def _table(tasks, runs, infos):
     return rows
 
 
-def run(config: dict, out_dir: pathlib.Path, *, progress=None) -> dict:
-    """Train the nets, write one figure per task into ``out_dir/figures`` and return the summary."""
+def run(config: dict, out_dir: pathlib.Path, *, progress=None, resume=False) -> dict:
+    """Train the nets, write one figure per task into ``out_dir/figures`` and return the summary.
+
+    Each training writes a checkpoint into ``out_dir/checkpoints`` after every epoch; with ``resume=True``
+    finished trainings are loaded instead of repeated and an interrupted one continues from its last epoch
+    (the numbers are those of an uninterrupted run, the timings aside).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -382,6 +484,10 @@ def run(config: dict, out_dir: pathlib.Path, *, progress=None) -> dict:
     data = config["data"]
     out_dir = pathlib.Path(out_dir)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+    if not resume:  # a new run: no checkpoint of an earlier run in this folder may be resumed later
+        for pattern in ("*.train.npz", "*.curves.json"):
+            for stale in (out_dir / "checkpoints").glob(pattern):
+                stale.unlink()
     seeds = [config["run"]["seed"] + i for i in range(config["run"]["seeds"])]
     variants = {t: [None] + [tuple(p) for p in config["train"][f"{t}_truncations"]] for t in tasks}
 
@@ -398,7 +504,9 @@ def run(config: dict, out_dir: pathlib.Path, *, progress=None) -> dict:
         }
         mine = []
         for seed in seeds:
-            seed_runs = [_train_one(task, trunc, train, test, config, seed, progress) for trunc in variants[task]]
+            seed_runs = [_train_one(task, trunc, train, test, config, seed, progress,
+                                    out_dir / "checkpoints" / _checkpoint_name(task, trunc, seed), resume)
+                         for trunc in variants[task]]
             mine += seed_runs
             if task in config["train"]["random_guessing"]:
                 # as many guesses as the full-BPTT run of this seed computed gradients
@@ -426,6 +534,11 @@ def run(config: dict, out_dir: pathlib.Path, *, progress=None) -> dict:
         ("seconds = the trainer's wall time per run (gradients and updates, without the per-epoch held-out "
          "evaluation); for random weight guessing, the time of all its guesses."),
     ]
+    if resume:
+        notes.append("Resumed run (rbp run --resume): trainings finished before the interruption were loaded from "
+                     "checkpoints/ instead of repeated, an interrupted one continued from its last epoch; the "
+                     "held-out scores, budgets and curves are those of an uninterrupted run, the seconds of a "
+                     "training add up the per-epoch training times recorded in each session.")
     for task in tasks:
         info = infos[task]
         if info["baseline_description"]:

@@ -43,6 +43,18 @@ How to reproduce
     ``python experiments/gradient_error.py --seeds 3``   (three trained nets)
     ``python experiments/gradient_error.py --quick``     (seconds)
     ``rbp run experiments/gradient_error.toml``
+    ``rbp run --resume runs/<folder>``                   (continue an interrupted run)
+
+    The pre-training writes a checkpoint after each epoch into the run
+    folder, ``checkpoints/pretrain-seed<S>.train.npz``. ``rbp run --resume
+    runs/<folder>`` (the folder of ``--out``; ``runs/gradient_error`` for
+    ``python experiments/gradient_error.py``) continues an interrupted run
+    with its saved config: a finished pre-training is loaded, an interrupted
+    one continues from its last epoch (the same parameters as an
+    uninterrupted run), and the measurements are made again: the errors,
+    operator applications and steps are those of an uninterrupted run, the
+    timings are new measurements.
+
     Timings were measured with ``OPENBLAS_NUM_THREADS=1`` on a shared 2-core
     machine; wall times below ~1 ms are at the resolution of the subtraction.
 
@@ -137,8 +149,9 @@ def _timed(fn, forward, repeats, clock):
     return best - best_fwd, out
 
 
-def _setup(config, seed, progress):
-    """Pre-train a FixedPointNet on the digits; return (kwargs, theta, X, y, ds)."""
+def _setup(config, seed, progress, checkpoint=None, resume=False):
+    """Pre-train a FixedPointNet on the digits (checkpoint every epoch; continue from it if ``resume``);
+    return (kwargs, theta, X, y, ds)."""
     model, train = config["model"], config["train"]
     ds = rbp.data.digits(rng=config["data"]["seed"])
     kw = dict(activation=model["activation"], loss="cross_entropy", init_scale=model["init_scale"])
@@ -146,14 +159,14 @@ def _setup(config, seed, progress):
     result = rbp.RecurrentTrainer(
         net, learning_rate=train["learning_rate"], epochs=train["epochs"], batch_size=train["batch_size"],
         progress=progress,
-    ).fit(ds.X_train, ds.y_train, rng=seed)
+    ).fit(ds.X_train, ds.y_train, rng=seed, checkpoint=checkpoint, resume=resume)
     pick = np.random.default_rng(seed).permutation(len(ds.X_train))[: config["data"]["batch"]]
     return kw, result.x, ds.X_train[pick], ds.y_train[pick], net
 
 
-def _measure(config, seed, progress):
+def _measure(config, seed, progress, checkpoint=None, resume=False):
     sweep, model = config["sweep"], config["model"]
-    kw, theta, X, y, trained = _setup(config, seed, progress)
+    kw, theta, X, y, trained = _setup(config, seed, progress, checkpoint, resume)
     n_in, units = 64, model["units"]
     ref_tol, repeats = sweep["reference_tol"], sweep["repeats"]
     clock = time.process_time if sweep["clock"] == "cpu" else time.perf_counter
@@ -328,8 +341,12 @@ def _plot_bptt(plt, runs, facts, path):
     plt.close(fig)
 
 
-def run(config: dict, out_dir: pathlib.Path, *, progress=None) -> dict:
-    """Measure gradient error against effort for every backward method; figures into ``out_dir/figures``."""
+def run(config: dict, out_dir: pathlib.Path, *, progress=None, resume=False) -> dict:
+    """Measure gradient error against effort for every backward method; figures into ``out_dir/figures``.
+
+    The pre-training writes a checkpoint into ``out_dir/checkpoints`` after every epoch; with ``resume=True``
+    a finished one is loaded instead of repeated and an interrupted one continues from its last epoch.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -343,9 +360,14 @@ def run(config: dict, out_dir: pathlib.Path, *, progress=None) -> dict:
                          f"got {bad!r}")
     out_dir = pathlib.Path(out_dir)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+    if not resume:  # a new run: no checkpoint of an earlier run in this folder may be resumed later
+        for stale in (out_dir / "checkpoints").glob("*.train.npz"):
+            stale.unlink()
     runs, facts = [], []
     for i in range(config["run"]["seeds"]):
-        r, f = _measure(config, config["run"]["seed"] + i, progress)
+        seed = config["run"]["seed"] + i
+        checkpoint = out_dir / "checkpoints" / f"pretrain-seed{seed}.train.npz"
+        r, f = _measure(config, seed, progress, checkpoint, resume)
         f.update(units=config["model"]["units"], batch=config["data"]["batch"], clock=sweep["clock"])
         runs += r
         facts.append(f)
@@ -368,6 +390,10 @@ def run(config: dict, out_dir: pathlib.Path, *, progress=None) -> dict:
     notes.append(f"Backward time = min over {sweep['repeats']} repeats of the gradient time minus min over repeats of "
                  f"the forward time, clock: {sweep['clock']} ('cpu' = time.process_time, which equals wall time "
                  "on an idle machine with single-threaded BLAS and ignores other processes' load).")
+    if resume:
+        notes.append("Resumed run (rbp run --resume): the pre-trained nets come from checkpoints/ (an interrupted "
+                     "pre-training continued from its last epoch, to the parameters of an uninterrupted run); "
+                     "the sweeps were measured again in this session.")
     return {"experiment": NAME, "table": _table(runs, facts), "runs": runs, "figures": figures, "notes": notes,
             "facts": facts, "standard_figures": False}
 

@@ -42,6 +42,19 @@ How to reproduce
     ``python experiments/recurrent_ocr.py --seeds 5``
     ``python experiments/recurrent_ocr.py --quick``    (seconds; smoke test)
     ``rbp run experiments/recurrent_ocr.toml``
+    ``rbp run --resume runs/<folder>``              (continue an interrupted run)
+
+    Every training writes a checkpoint after each epoch into the run folder,
+    ``checkpoints/<task>-<mlp|fpn>-seed<S>.train.npz`` (with the per-epoch
+    test curve and spectral radius beside it, ``...curves.json``).
+    ``rbp run --resume runs/<folder>`` (the folder of ``--out``;
+    ``runs/recurrent_ocr`` for ``python experiments/recurrent_ocr.py``)
+    continues an interrupted run with its saved config: finished trainings
+    are not repeated, the interrupted one continues from its last epoch, and
+    every number of the summary is the one an uninterrupted run gives, except
+    the timings (the seconds of a resumed training add up the per-epoch
+    training times of both sessions).
+
     Timings were measured with ``OPENBLAS_NUM_THREADS=1`` on a shared 2-core
     machine (multithreaded BLAS on these small matrices was 5x slower there).
 
@@ -67,6 +80,7 @@ Expected results (measured, seed 0, full defaults)
 
 from __future__ import annotations
 
+import json
 import math
 import pathlib
 import sys
@@ -76,6 +90,7 @@ import numpy as np
 import rbp
 import rbp.cli
 import rbp.config
+import rbp.core.checkpoint
 import rbp.report
 
 NAME = "recurrent_ocr"
@@ -160,24 +175,102 @@ def _models(n_in, n_out, model_cfg):
     return fpn, probe, mlp
 
 
-def _fit(kind, net, probe, task, data, config, seed, progress):
+class _Curves:
+    """The trainer's callback: values measured after every epoch, kept beside the training checkpoint.
+
+    ``measure(theta)`` returns a dict with one number per name in ``keys``.
+    The trainer writes its checkpoint ``checkpoint`` (parameters, optimizer
+    and generator state, history) every epoch, before it calls the callback;
+    the measured values go to ``<name>.curves.json`` beside it, so that a
+    resumed run has them for the epochs it does not train again.
+    """
+
+    def __init__(self, measure, keys, checkpoint):
+        self.measure, self.checkpoint = measure, pathlib.Path(checkpoint)
+        self.file = self.checkpoint.with_name(self.checkpoint.name.removesuffix(".train.npz") + ".curves.json")
+        self.columns = {key: [] for key in keys}
+
+    def __call__(self, intermediate):
+        self._record(intermediate.x)
+
+    def _record(self, theta):
+        for key, value in self.measure(theta).items():
+            self.columns[key].append(float(value))
+        rbp.report.atomic_write(self.file, json.dumps(self.columns))
+
+    def _restore(self, saved) -> bool:
+        """The saved values of the checkpoint's epochs; False if they are lost."""
+        try:
+            loaded = json.loads(self.file.read_text())
+        except (OSError, ValueError):
+            loaded = {}
+        columns = {}
+        for key in self.columns:
+            column = loaded.get(key) if isinstance(loaded, dict) else None
+            ok = isinstance(column, list) and all(isinstance(v, (int, float)) for v in column)
+            columns[key] = [float(v) for v in column] if ok else []
+        n = min(len(column) for column in columns.values())
+        if n < saved["epoch"] - 1:
+            return False
+        self.columns = {key: column[: saved["epoch"]] for key, column in columns.items()}
+        if n == saved["epoch"] - 1:  # cut between the checkpoint and the callback: measure its parameters
+            self._record(saved["theta"])
+        return True
+
+    def fit(self, trainer, X, Y, *, rng, resume=False, **kwargs):
+        """``trainer.fit`` with the checkpoint, continued from it if ``resume``.
+
+        Returns the TrainResult with the measured columns added to its
+        history and, when resumed, ``nit`` and ``best_epoch`` counted over
+        the whole training (not only the epochs of this call), ``x`` the
+        parameters an uninterrupted run returns, and the history's ``time``
+        the sum of the per-epoch training times of every session.
+        """
+        saved = None
+        if resume and self.checkpoint.exists():
+            saved = rbp.core.checkpoint.load_checkpoint(self.checkpoint, n_params=trainer.model.params.size)
+            if not self._restore(saved):  # the curves are lost: train this model again (deterministic)
+                self.checkpoint.unlink()
+                saved = None
+        result = trainer.fit(X, Y, rng=rng, checkpoint=self.checkpoint, resume=resume, **kwargs)
+        history = {key: list(column) for key, column in result.history.items()}
+        history.update({key: list(column) for key, column in self.columns.items()})
+        result.history = history
+        if saved is None:
+            return result
+        if result.nit == 0 and trainer.early_stopping and saved["best"] is not None:
+            # finished before: an uninterrupted run returns the best epoch's parameters, not the last ones
+            result.x = saved["best"][1]
+        result.nit += saved["epoch"]
+        best, result.best_epoch = math.inf, 0  # the trainer's rule: the first strict improvement of the monitor
+        for epoch, loss in zip(history["epoch"], history.get("val_loss", history["loss"])):
+            if loss < best - trainer.min_delta:
+                best, result.best_epoch = loss, int(epoch)
+        history["time"] = np.cumsum(history["seconds"]).tolist()  # the trainer's clock restarts at each session
+        return result
+
+
+def _fit(kind, net, probe, task, data, config, seed, progress, checkpoint, resume=False):
+    """Train one net (checkpoint every epoch; continue from it if ``resume``); returns the run dict."""
     X, y, X_test, y_test, _ = data
     train_cfg = config["train"]
     test_data = net.prepare(X_test, y_test)
-    extra = {"test_loss": [], "test_accuracy": []}
+    keys = ["test_loss", "test_accuracy"]
     n_probe = config["run"]["spectral_probe"] if probe is not None else 0
     if n_probe:
-        extra["spectral_radius"] = []
+        keys.append("spectral_radius")
         pick = np.random.default_rng(0).choice(len(X), size=min(n_probe, len(X)), replace=False)
         Xp, yp = X[pick], y[pick]
 
-    def after_epoch(intermediate):
-        metrics = net.evaluate(intermediate.x, *test_data)
-        extra["test_loss"].append(float(metrics["loss"]))
-        extra["test_accuracy"].append(float(metrics["accuracy"]))
+    def measure(theta):
+        metrics = net.evaluate(theta, *test_data)
+        out = {"test_loss": metrics["loss"], "test_accuracy": metrics["accuracy"]}
         if n_probe:
-            _, _, info = probe.loss_grad_info(intermediate.x, Xp, yp)
-            extra["spectral_radius"].append(float(info["spectral_radius"]))
+            _, _, info = probe.loss_grad_info(theta, Xp, yp)
+            out["spectral_radius"] = info["spectral_radius"]
+        return out
+
+    after_epoch = _Curves(measure, keys, checkpoint)
 
     patience = train_cfg[f"{task}_early_stopping"] or None
     common = dict(
@@ -194,9 +287,8 @@ def _fit(kind, net, probe, task, data, config, seed, progress):
             net, learning_rate=train_cfg["mlp_learning_rate"], epochs=train_cfg["mlp_epochs"],
             weight_decay=train_cfg["mlp_weight_decay"], **common,
         )
-    result = trainer.fit(X, y, rng=seed)
-    history = {k: list(v) for k, v in result.history.items()}
-    history.update(extra)
+    result = after_epoch.fit(trainer, X, y, rng=seed, resume=resume)
+    history = result.history
     out = {
         "label": f"{task}: {kind}", "task": task, "model": kind, "seed": int(seed), "params": int(net.n_params),
         "architecture": repr(net), "test_accuracy": float(net.score(result.x, X_test, y_test)),
@@ -335,8 +427,13 @@ def _plot_solver(plt, task, runs, model_cfg, path):
     plt.close(fig)
 
 
-def run(config: dict, out_dir: pathlib.Path, *, progress=None) -> dict:
-    """Train MLP and FixedPointNet per task and seed; figures into ``out_dir/figures``; return the summary."""
+def run(config: dict, out_dir: pathlib.Path, *, progress=None, resume=False) -> dict:
+    """Train MLP and FixedPointNet per task and seed; figures into ``out_dir/figures``; return the summary.
+
+    Each training writes a checkpoint into ``out_dir/checkpoints`` after every epoch; with ``resume=True``
+    finished trainings are loaded instead of repeated and an interrupted one continues from its last epoch
+    (the numbers are those of an uninterrupted run, the timings aside).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -344,10 +441,14 @@ def run(config: dict, out_dir: pathlib.Path, *, progress=None) -> dict:
 
     config = rbp.config.resolve(DEFAULTS, config, constraints=globals().get("CONSTRAINTS"))
     tasks = list(config["data"]["tasks"])
-    if not tasks or any(t not in TASKS for t in tasks):
-        raise ValueError(f"data.tasks must be a non-empty list drawn from {list(TASKS)}, got {tasks!r}")
+    if not tasks or any(t not in TASKS for t in tasks) or len(set(tasks)) != len(tasks):
+        raise ValueError(f"data.tasks must be a non-empty list of distinct names from {list(TASKS)}, got {tasks!r}")
     out_dir = pathlib.Path(out_dir)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+    if not resume:  # a new run: no checkpoint of an earlier run in this folder may be resumed later
+        for pattern in ("*.train.npz", "*.curves.json"):
+            for stale in (out_dir / "checkpoints").glob(pattern):
+                stale.unlink()
     seeds = [config["run"]["seed"] + i for i in range(config["run"]["seeds"])]
     runs, figures, notes = [], [], []
     for task in tasks:
@@ -355,8 +456,11 @@ def run(config: dict, out_dir: pathlib.Path, *, progress=None) -> dict:
         n_in, n_out = data[0].shape[1], data[4]
         for seed in seeds:
             fpn, probe, mlp = _models(n_in, n_out, config["model"])
-            runs.append(_fit("MLP", mlp, None, task, data, config, seed, progress))
-            runs.append(_fit("FixedPointNet", fpn, probe, task, data, config, seed, progress))
+            ckpt = out_dir / "checkpoints"
+            runs.append(_fit("MLP", mlp, None, task, data, config, seed, progress,
+                             ckpt / f"{task}-mlp-seed{seed}.train.npz", resume))
+            runs.append(_fit("FixedPointNet", fpn, probe, task, data, config, seed, progress,
+                             ckpt / f"{task}-fpn-seed{seed}.train.npz", resume))
         notes.append(f"{task}: {repr(mlp)} has {mlp.n_params} parameters; {repr(fpn)} has {fpn.n_params}; "
                      f"{data[0].shape[0]} training and {data[2].shape[0]} test samples.")
         mine = [r for r in runs if r["task"] == task]
@@ -379,6 +483,12 @@ def run(config: dict, out_dir: pathlib.Path, *, progress=None) -> dict:
                      "in a ConvergenceWarning.")
     notes.append("seconds = the trainer's wall time per seed (gradients and updates; the per-epoch test "
                  "evaluation and spectral probe are not counted).")
+    if resume:
+        notes.append("Resumed run (rbp run --resume): trainings finished before the interruption were loaded from "
+                     "checkpoints/ instead of repeated, an interrupted one continued from its last epoch; the "
+                     "accuracies, solver counts and curves are those of an uninterrupted run, the seconds (and the "
+                     "wall-time axis of the accuracy figure) add up the per-epoch training times recorded in each "
+                     "session.")
     return {"experiment": NAME, "table": _table(runs, tasks), "runs": runs, "figures": figures, "notes": notes}
 
 

@@ -31,6 +31,17 @@ How to reproduce
     ``python experiments/static_ocr.py --seeds 5``   (the protocol)
     ``python experiments/static_ocr.py --quick``     (a seconds-long smoke test)
     ``rbp run experiments/static_ocr.toml``
+    ``rbp run --resume runs/<folder>``               (continue an interrupted run)
+
+    Every training writes a checkpoint after each epoch into the run folder,
+    ``checkpoints/<task>-seed<S>.train.npz`` (with the per-epoch test curve
+    beside it, ``<task>-seed<S>.curves.json``). ``rbp run --resume
+    runs/<folder>`` (the folder of ``--out``; ``runs/static_ocr`` for
+    ``python experiments/static_ocr.py``) continues an interrupted run with
+    its saved config: finished trainings are not repeated, the interrupted
+    one continues from its last epoch, and every number of the summary is
+    the one an uninterrupted run gives, except the timings (the seconds of a
+    resumed training add up the per-epoch training times of both sessions).
 
     Timings below were measured with ``OPENBLAS_NUM_THREADS=1`` on a shared
     2-core machine: the matrices here are small, and the default
@@ -58,6 +69,7 @@ held-out typeface).
 
 from __future__ import annotations
 
+import json
 import math
 import pathlib
 import sys
@@ -67,6 +79,7 @@ import numpy as np
 import rbp
 import rbp.cli
 import rbp.config
+import rbp.core.checkpoint
 import rbp.report
 
 NAME = "static_ocr"
@@ -117,18 +130,94 @@ def _load(task: str, data: dict):
     )
 
 
-def _train_one(task, ds, config, seed, progress):
-    """Train one MLP; returns the run dict (history with test curves added)."""
+class _Curves:
+    """The trainer's callback: values measured after every epoch, kept beside the training checkpoint.
+
+    ``measure(theta)`` returns a dict with one number per name in ``keys``.
+    The trainer writes its checkpoint ``checkpoint`` (parameters, optimizer
+    and generator state, history) every epoch, before it calls the callback;
+    the measured values go to ``<name>.curves.json`` beside it, so that a
+    resumed run has them for the epochs it does not train again.
+    """
+
+    def __init__(self, measure, keys, checkpoint):
+        self.measure, self.checkpoint = measure, pathlib.Path(checkpoint)
+        self.file = self.checkpoint.with_name(self.checkpoint.name.removesuffix(".train.npz") + ".curves.json")
+        self.columns = {key: [] for key in keys}
+
+    def __call__(self, intermediate):
+        self._record(intermediate.x)
+
+    def _record(self, theta):
+        for key, value in self.measure(theta).items():
+            self.columns[key].append(float(value))
+        rbp.report.atomic_write(self.file, json.dumps(self.columns))
+
+    def _restore(self, saved) -> bool:
+        """The saved values of the checkpoint's epochs; False if they are lost."""
+        try:
+            loaded = json.loads(self.file.read_text())
+        except (OSError, ValueError):
+            loaded = {}
+        columns = {}
+        for key in self.columns:
+            column = loaded.get(key) if isinstance(loaded, dict) else None
+            ok = isinstance(column, list) and all(isinstance(v, (int, float)) for v in column)
+            columns[key] = [float(v) for v in column] if ok else []
+        n = min(len(column) for column in columns.values())
+        if n < saved["epoch"] - 1:
+            return False
+        self.columns = {key: column[: saved["epoch"]] for key, column in columns.items()}
+        if n == saved["epoch"] - 1:  # cut between the checkpoint and the callback: measure its parameters
+            self._record(saved["theta"])
+        return True
+
+    def fit(self, trainer, X, Y, *, rng, resume=False, **kwargs):
+        """``trainer.fit`` with the checkpoint, continued from it if ``resume``.
+
+        Returns the TrainResult with the measured columns added to its
+        history and, when resumed, ``nit`` and ``best_epoch`` counted over
+        the whole training (not only the epochs of this call), ``x`` the
+        parameters an uninterrupted run returns, and the history's ``time``
+        the sum of the per-epoch training times of every session.
+        """
+        saved = None
+        if resume and self.checkpoint.exists():
+            saved = rbp.core.checkpoint.load_checkpoint(self.checkpoint, n_params=trainer.model.params.size)
+            if not self._restore(saved):  # the curves are lost: train this model again (deterministic)
+                self.checkpoint.unlink()
+                saved = None
+        result = trainer.fit(X, Y, rng=rng, checkpoint=self.checkpoint, resume=resume, **kwargs)
+        history = {key: list(column) for key, column in result.history.items()}
+        history.update({key: list(column) for key, column in self.columns.items()})
+        result.history = history
+        if saved is None:
+            return result
+        if result.nit == 0 and trainer.early_stopping and saved["best"] is not None:
+            # finished before: an uninterrupted run returns the best epoch's parameters, not the last ones
+            result.x = saved["best"][1]
+        result.nit += saved["epoch"]
+        best, result.best_epoch = math.inf, 0  # the trainer's rule: the first strict improvement of the monitor
+        for epoch, loss in zip(history["epoch"], history.get("val_loss", history["loss"])):
+            if loss < best - trainer.min_delta:
+                best, result.best_epoch = loss, int(epoch)
+        history["time"] = np.cumsum(history["seconds"]).tolist()  # the trainer's clock restarts at each session
+        return result
+
+
+def _train_one(task, ds, config, seed, progress, checkpoint, resume=False):
+    """Train one MLP (checkpoint every epoch; continue from it if ``resume``); returns the run dict
+    (history with test curves added)."""
     model_cfg, train_cfg = config["model"], config["train"]
     sizes = [ds.n_features, *model_cfg[f"{task}_hidden"], ds.n_classes]
     net = rbp.MLP(sizes, hidden=model_cfg["activation"], loss="cross_entropy")
     test_data = net.prepare(ds.X_test, ds.y_test)
-    test_curve = {"test_loss": [], "test_accuracy": []}
 
-    def record_test(intermediate):
-        metrics = net.evaluate(intermediate.x, *test_data)
-        test_curve["test_loss"].append(float(metrics["loss"]))
-        test_curve["test_accuracy"].append(float(metrics["accuracy"]))
+    def measure(theta):
+        metrics = net.evaluate(theta, *test_data)
+        return {"test_loss": metrics["loss"], "test_accuracy": metrics["accuracy"]}
+
+    record_test = _Curves(measure, ("test_loss", "test_accuracy"), checkpoint)
 
     patience = train_cfg[f"{task}_early_stopping"] or None
     val_fraction = train_cfg["validation_fraction"] if patience else None
@@ -137,11 +226,10 @@ def _train_one(task, ds, config, seed, progress):
         batch_size=train_cfg["batch_size"], weight_decay=train_cfg["weight_decay"],
         validation_fraction=val_fraction, early_stopping=patience, callback=record_test, progress=progress,
     )
-    result = trainer.fit(ds.X_train, ds.y_train, rng=seed)
+    result = record_test.fit(trainer, ds.X_train, ds.y_train, rng=seed, resume=resume)
     pred = net.predict_classes(result.x, ds.X_test)
     correct = pred == ds.y_test
-    history = {k: list(v) for k, v in result.history.items()}
-    history.update(test_curve)
+    history = result.history
     seconds = float(history["time"][-1])  # the trainer's wall time, without the per-epoch test evaluation
     run = {
         "label": task, "seed": int(seed), "model": f"MLP {'-'.join(map(str, sizes))} {model_cfg['activation']}",
@@ -253,8 +341,13 @@ def _plot_fonts(plt, runs, path):
     plt.close(fig)
 
 
-def run(config: dict, out_dir: pathlib.Path, *, progress=None) -> dict:
-    """Train the MLPs, write the figures into ``out_dir/figures`` and return the summary."""
+def run(config: dict, out_dir: pathlib.Path, *, progress=None, resume=False) -> dict:
+    """Train the MLPs, write the figures into ``out_dir/figures`` and return the summary.
+
+    Each training writes a checkpoint into ``out_dir/checkpoints`` after every epoch; with ``resume=True``
+    finished trainings are loaded instead of repeated and an interrupted one continues from its last epoch
+    (the numbers are those of an uninterrupted run, the timings aside).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -263,17 +356,22 @@ def run(config: dict, out_dir: pathlib.Path, *, progress=None) -> dict:
     config = rbp.config.resolve(DEFAULTS, config, constraints=globals().get("CONSTRAINTS"))
     tasks = list(config["data"]["tasks"])
     unknown = [t for t in tasks if t not in TASKS]
-    if unknown or not tasks:
-        raise ValueError(f"data.tasks must be a non-empty list drawn from {list(TASKS)}, got {tasks!r}")
+    if unknown or not tasks or len(set(tasks)) != len(tasks):
+        raise ValueError(f"data.tasks must be a non-empty list of distinct names from {list(TASKS)}, got {tasks!r}")
     out_dir = pathlib.Path(out_dir)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+    if not resume:  # a new run: no checkpoint of an earlier run in this folder may be resumed later
+        for pattern in ("*.train.npz", "*.curves.json"):
+            for stale in (out_dir / "checkpoints").glob(pattern):
+                stale.unlink()
     seeds = [config["run"]["seed"] + i for i in range(config["run"]["seeds"])]
 
     datasets, runs, figures = {}, [], []
     for task in tasks:
         datasets[task] = ds = _load(task, config["data"])
         for seed in seeds:
-            runs.append(_train_one(task, ds, config, seed, progress))
+            checkpoint = out_dir / "checkpoints" / f"{task}-seed{seed}.train.npz"
+            runs.append(_train_one(task, ds, config, seed, progress, checkpoint, resume))
         mine = [r for r in runs if r["label"] == task]
         name = f"figures/{task}_curves.png"
         _plot_curves(plt, task, mine, out_dir / name)
@@ -299,6 +397,11 @@ def run(config: dict, out_dir: pathlib.Path, *, progress=None) -> dict:
         meta = datasets["glyphs"].meta
         notes.append(f"Glyphs: train typefaces {', '.join(meta['train_fonts'])}; "
                      f"held-out typefaces {', '.join(meta['test_fonts'])}.")
+    if resume:
+        notes.append("Resumed run (rbp run --resume): trainings finished before the interruption were loaded from "
+                     "checkpoints/ instead of repeated, an interrupted one continued from its last epoch; the "
+                     "accuracies and curves are those of an uninterrupted run, the seconds add up the per-epoch "
+                     "training times recorded in each session.")
     return {"experiment": NAME, "table": table, "runs": runs, "figures": figures, "notes": notes}
 
 

@@ -16,10 +16,13 @@ import importlib.util
 import json
 import math
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+import rbp.core.loop
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -29,6 +32,7 @@ else:  # pragma: no cover - Python 3.10
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 NAMES = ("static_ocr", "recurrent_ocr", "associative_memory", "gradient_error", "bptt_sequences")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_REAL_FIT = rbp.core.loop.fit  # the core training loop that every trainer drives
 
 
 def load(name):
@@ -259,3 +263,162 @@ def test_main_writes_a_run_folder(tmp_path, monkeypatch, capsys):
     assert {r["run"] for r in rows} == {"glyphs", "digits"}
     printed = capsys.readouterr().out
     assert "held-out typefaces" in printed and "test_accuracy" in printed
+
+
+# --- rbp run --resume: training checkpoints of the experiment scripts ------------------------------------------
+
+#: static_ocr on QUICK with a learning rate that overshoots: the glyph net's best validation epoch (2) is not its
+#: last (4), so its result is the restored best epoch, and the digits' best training epoch (3) is not the last.
+STATIC_RESUME = {"train": {"epochs": 4, "learning_rate": 0.02, "glyphs_early_stopping": 3}}
+TIMINGS = {"seconds", "time", "train_seconds", "ms_per_epoch"}
+
+
+class Interrupted(Exception):
+    """Stands for a crash, a kill or Ctrl-C in the middle of a run."""
+
+
+def _quick_config(name):
+    module = load(name)
+    config = merge(module.DEFAULTS, module.QUICK)
+    return module, merge(config, STATIC_RESUME) if name == "static_ocr" else config
+
+
+def patch_fit(monkeypatch, *, cut=None, after=None, before_callback=False):
+    """Record the trainings (``(start_epoch, epochs)`` per call of the core loop); with ``cut=k``, the k-th
+    training dies after epoch ``after``: its checkpoint of that epoch is written, then the run stops, before or
+    after the script's per-epoch callback."""
+    real, calls = _REAL_FIT, []
+
+    def fit(*args, **kwargs):
+        calls.append((kwargs.get("start_epoch", 0), kwargs["epochs"]))
+        if len(calls) == cut:
+            callback = kwargs.get("callback")
+
+            def dying(intermediate):
+                if intermediate.nit >= after and before_callback:
+                    raise Interrupted
+                if callback is not None:
+                    callback(intermediate)
+                if intermediate.nit >= after:
+                    raise Interrupted
+
+            kwargs["callback"] = dying
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rbp.core.loop, "fit", fit)
+    return calls
+
+
+def numbers(summary):
+    """The summary as JSON stores it, without timings and notes."""
+
+    def strip(obj):
+        if isinstance(obj, dict):
+            return {k: strip(v) for k, v in obj.items() if k not in TIMINGS}
+        if isinstance(obj, list):
+            return [strip(v) for v in obj]
+        return obj
+
+    out = strip(json.loads(json.dumps(summary)))
+    out.pop("notes")
+    return out
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """``name -> (summary, seconds, folder)`` of one uninterrupted run on the resume config (once per script)."""
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            module, config = _quick_config(name)
+            folder = tmp_path_factory.mktemp(f"{name}-whole")
+            t0 = time.perf_counter()
+            summary = module.run(config, folder, progress=False)
+            cache[name] = (summary, time.perf_counter() - t0, folder)
+        return cache[name]
+
+    return get
+
+
+@pytest.mark.parametrize("name", ["static_ocr", "bptt_sequences"])
+def test_resuming_a_finished_run_trains_nothing_and_changes_no_number(name, uninterrupted, monkeypatch):
+    first, seconds, folder = uninterrupted(name)
+    expected = {"static_ocr": ["digits-seed0", "glyphs-seed0"],
+                "bptt_sequences": [f"{t}-{m}-seed0" for t, ms in (("adding", ("bptt", "tbptt2-4", "tbptt5-10")),
+                                                                  ("embedded_reber", ("bptt", "tbptt2-3", "tbptt4-8")),
+                                                                  ("temporal_xor", ("bptt", "tbptt1-1", "tbptt3-3")))
+                                   for m in ms]}[name]
+    files = sorted(p.name for p in (folder / "checkpoints").iterdir())
+    assert files == sorted([f"{n}.train.npz" for n in expected] + [f"{n}.curves.json" for n in expected])
+
+    module, config = _quick_config(name)
+    calls = patch_fit(monkeypatch)
+    t0 = time.perf_counter()
+    again = module.run(config, folder, progress=False, resume=True)
+    resumed_seconds = time.perf_counter() - t0
+    assert calls == []  # every training is loaded from its checkpoint, none repeated: the time is plotting only
+    print(f"{name}: run {seconds:.2f} s, resumed {resumed_seconds:.2f} s")
+    if name == "bptt_sequences":  # training is most of its time (static_ocr's QUICK run is mostly plotting)
+        assert resumed_seconds < 0.5 * seconds
+    np.testing.assert_equal(numbers(again), numbers(first))
+    key = "test_accuracy" if name == "static_ocr" else "final"
+    np.testing.assert_array_equal([r[key] for r in again["runs"]], [r[key] for r in first["runs"]])
+    # the training times recorded in the first session are kept
+    assert [r["seconds"] for r in again["runs"]] == [r["seconds"] for r in first["runs"]]
+    assert any("Resumed run" in n for n in again["notes"]) and not any("Resumed run" in n for n in first["notes"])
+
+
+@pytest.mark.parametrize("name, cut, cut_name, after, before_callback, stale", [
+    ("static_ocr", 2, "digits-seed0", 2, False, "digits-seed0"),
+    ("static_ocr", 2, "digits-seed0", 2, True, "digits-seed0"),  # dies between the checkpoint and the curve record
+    ("recurrent_ocr", 2, "digits-fpn-seed0", 1, False, "glyphs-fpn-seed0"),
+])
+def test_an_interrupted_run_resumes_to_the_uninterrupted_numbers(name, cut, cut_name, after, before_callback, stale,
+                                                                 uninterrupted, tmp_path, monkeypatch):
+    from rbp.core.checkpoint import load_checkpoint
+
+    whole, _, _ = uninterrupted(name)
+    module, config = _quick_config(name)
+    # garbage of an earlier run in this folder: a new run removes it, so that --resume never continues from it
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / f"{stale}.train.npz").write_bytes(b"not this run's")
+    patch_fit(monkeypatch, cut=cut, after=after, before_callback=before_callback)
+    with pytest.raises(Interrupted):
+        module.run(config, tmp_path, progress=False)
+    assert len(list((tmp_path / "checkpoints").glob("*.train.npz"))) == cut  # the stale file is gone
+    assert load_checkpoint(tmp_path / "checkpoints" / f"{cut_name}.train.npz")["epoch"] == after
+    assert not (tmp_path / "summary.json").exists()
+
+    calls = patch_fit(monkeypatch)
+    resumed = module.run(config, tmp_path, progress=False, resume=True)
+    assert calls[0] == (after, calls[0][1])  # the interrupted training continues from its checkpoint
+    assert len(calls) == len(whole["runs"]) - cut + 1  # the ones finished before are not repeated
+    for key in ("test_accuracy", "epochs", "best_epoch"):
+        np.testing.assert_array_equal([r[key] for r in resumed["runs"]], [r[key] for r in whole["runs"]], key)
+    for r, w in zip(resumed["runs"], whole["runs"]):
+        np.testing.assert_array_equal(r["history"]["test_loss"], w["history"]["test_loss"])
+    np.testing.assert_equal(numbers(resumed), numbers(whole))
+
+
+def test_rbp_run_resume_continues_an_interrupted_script_run(tmp_path, quick_runs, monkeypatch, capsys):
+    from rbp.cli import main
+
+    folder = tmp_path / "run"
+    patch_fit(monkeypatch, cut=2, after=2)  # the digits net (3 epochs) dies after its second epoch
+    with pytest.raises(Interrupted):
+        main(["run", str(EXPERIMENTS / "static_ocr.toml"), "--quick", "--quiet", "--out", str(folder)])
+    assert (folder / "config.json").is_file() and not (folder / "summary.json").exists()
+    assert not (folder / ".lock").exists()
+    calls = patch_fit(monkeypatch)
+    assert main(["run", "--resume", str(folder), "--quiet"]) == 0
+    assert calls == [(2, 1)]  # only the rest of the interrupted training
+    summary = json.loads((folder / "summary.json").read_text())
+    whole = quick_runs["static_ocr"][2]  # the same config, uninterrupted
+    np.testing.assert_array_equal([r["test_accuracy"] for r in summary["runs"]],
+                                  [r["test_accuracy"] for r in whole["runs"]])
+    for key in ("table", "runs"):
+        np.testing.assert_equal(numbers({key: summary[key], "notes": []}), numbers({key: whole[key], "notes": []}))
+    config = json.loads((folder / "config.json").read_text())
+    assert config["invocation"]["quick"] and config["resumed"]["argv"][:3] == ["rbp", "run", "--resume"]
+    assert "Resumed run" in " ".join(summary["notes"]) and "test_accuracy" in capsys.readouterr().out

@@ -513,3 +513,17 @@ def test_resuming_with_another_optimizer_is_refused(tmp_path):
     rbp.StaticTrainer(net, "momentum", learning_rate=0.05, epochs=2).fit(X, y, rng=0, checkpoint=path)
     with pytest.raises(ValueError, match=r"written by optimizer 'momentum'.*'nesterov'"):
         rbp.StaticTrainer(net, "nesterov", learning_rate=0.05, epochs=4).fit(X, y, rng=0, checkpoint=path, resume=True)
+
+
+def test_resuming_a_finished_early_stopping_run_returns_its_best_parameters(tmp_path):
+    X, y = _data()
+
+    def trainer():
+        return rbp.StaticTrainer(rbp.MLP([4, 6, 2], loss="cross_entropy"), "adam", learning_rate=0.05, epochs=12,
+                                 batch_size=16, early_stopping=50, validation_fraction=0.25)
+
+    path = tmp_path / "run.npz"
+    whole = trainer().fit(X, y, rng=0, checkpoint=path)
+    assert whole.best_epoch < 12, "the test needs a run whose best epoch is not its last"
+    again = trainer().fit(X, y, rng=0, checkpoint=path, resume=True)
+    np.testing.assert_array_equal(again.x, whole.x)

@@ -404,7 +404,8 @@ def script_main(script, argv=None) -> int:
         return int(exc.code or 0)
     if args.seed is not None:
         args.sets.append(f"run.seed={args.seed}")
-    args.config, args.argv = str(path), ["run", str(path), *argv]
+    args.config = None if args.resume else str(path)
+    args.argv = ["run", str(path), *argv]
     if args.out is None and args.resume is None:
         args.out = str(Path("runs") / path.stem)
     return _dispatch(_cmd_run, args, f"python {path.name}")

@@ -570,7 +570,9 @@ class Trainer:
         for attempt in range(self.max_retries + 1):
             remaining = self.epochs - start["epoch"]
             if remaining <= 0 or stopped:
-                done = start["best"][1] if stopped and start["best"] is not None else start["theta"]
+                # As an uninterrupted run would return: the best parameters under early stopping.
+                best = start["best"]
+                done = best[1] if self.early_stopping is not None and best is not None else start["theta"]
                 return TrainResult(
                     x=done, success=True, status=Status.SUCCESS,
                     message=f"already trained for {start['epoch']} epochs (checkpoint {checkpoint})",
