@@ -55,8 +55,8 @@ How to reproduce
     ``rbp run --resume runs/<folder>``                       (continue an interrupted run)
 
     Every training writes a checkpoint after each epoch into the run folder,
-    ``checkpoints/<method>-seed<S>.train.npz`` (with the per-epoch test
-    curves beside it, ``<method>-seed<S>.curves.json``). ``rbp run --resume
+    ``checkpoints/<method>-seed<S>.train.npz`` (the per-epoch
+    test curves are part of its history). ``rbp run --resume
     runs/<folder>`` (the folder of ``--out``; ``runs/associative_memory`` for
     ``python experiments/associative_memory.py``) continues an interrupted
     run with its saved config: finished trainings are not repeated, the
@@ -88,8 +88,6 @@ Expected results (measured, seed 0, full defaults)
 
 from __future__ import annotations
 
-import json
-import math
 import pathlib
 import sys
 import time
@@ -189,81 +187,6 @@ def _recall(Y: np.ndarray, T: np.ndarray) -> tuple:
     return float(wrong.mean()), float((~wrong.any(axis=1)).mean())
 
 
-class _Curves:
-    """The trainer's callback: values measured after every epoch, kept beside the training checkpoint.
-
-    ``measure(theta)`` returns a dict with one number per name in ``keys``.
-    The trainer writes its checkpoint ``checkpoint`` (parameters, optimizer
-    and generator state, history) every epoch, before it calls the callback;
-    the measured values go to ``<name>.curves.json`` beside it, so that a
-    resumed run has them for the epochs it does not train again.
-    """
-
-    def __init__(self, measure, keys, checkpoint):
-        self.measure, self.checkpoint = measure, pathlib.Path(checkpoint)
-        self.file = self.checkpoint.with_name(self.checkpoint.name.removesuffix(".train.npz") + ".curves.json")
-        self.columns = {key: [] for key in keys}
-
-    def __call__(self, intermediate):
-        self._record(intermediate.x)
-
-    def _record(self, theta):
-        for key, value in self.measure(theta).items():
-            self.columns[key].append(float(value))
-        rbp.report.atomic_write(self.file, json.dumps(self.columns))
-
-    def _restore(self, saved) -> bool:
-        """The saved values of the checkpoint's epochs; False if they are lost."""
-        try:
-            loaded = json.loads(self.file.read_text())
-        except (OSError, ValueError):
-            loaded = {}
-        columns = {}
-        for key in self.columns:
-            column = loaded.get(key) if isinstance(loaded, dict) else None
-            ok = isinstance(column, list) and all(isinstance(v, (int, float)) for v in column)
-            columns[key] = [float(v) for v in column] if ok else []
-        n = min(len(column) for column in columns.values())
-        if n < saved["epoch"] - 1:
-            return False
-        self.columns = {key: column[: saved["epoch"]] for key, column in columns.items()}
-        if n == saved["epoch"] - 1:  # cut between the checkpoint and the callback: measure its parameters
-            self._record(saved["theta"])
-        return True
-
-    def fit(self, trainer, X, Y, *, rng, resume=False, **kwargs):
-        """``trainer.fit`` with the checkpoint, continued from it if ``resume``.
-
-        Returns the TrainResult with the measured columns added to its
-        history and, when resumed, ``nit`` and ``best_epoch`` counted over
-        the whole training (not only the epochs of this call), ``x`` the
-        parameters an uninterrupted run returns, and the history's ``time``
-        the sum of the per-epoch training times of every session.
-        """
-        saved = None
-        if resume and self.checkpoint.exists():
-            saved = rbp.core.checkpoint.load_checkpoint(self.checkpoint, n_params=trainer.model.params.size)
-            if not self._restore(saved):  # the curves are lost: train this model again (deterministic)
-                self.checkpoint.unlink()
-                saved = None
-        result = trainer.fit(X, Y, rng=rng, checkpoint=self.checkpoint, resume=resume, **kwargs)
-        history = {key: list(column) for key, column in result.history.items()}
-        history.update({key: list(column) for key, column in self.columns.items()})
-        result.history = history
-        if saved is None:
-            return result
-        if result.nit == 0 and trainer.early_stopping and saved["best"] is not None:
-            # finished before: an uninterrupted run returns the best epoch's parameters, not the last ones
-            result.x = saved["best"][1]
-        result.nit += saved["epoch"]
-        best, result.best_epoch = math.inf, 0  # the trainer's rule: the first strict improvement of the monitor
-        for epoch, loss in zip(history["epoch"], history.get("val_loss", history["loss"])):
-            if loss < best - trainer.min_delta:
-                best, result.best_epoch = loss, int(epoch)
-        history["time"] = np.cumsum(history["seconds"]).tolist()  # the trainer's clock restarts at each session
-        return result
-
-
 def _train(method, data_arrays, config, seed, progress, checkpoint, resume=False):
     """Train one net (checkpoint every epoch; continue from it if ``resume``); returns the run dict."""
     Xtr, Ttr, Xte, Tte = data_arrays
@@ -280,23 +203,21 @@ def _train(method, data_arrays, config, seed, progress, checkpoint, resume=False
         return {"test_loss": net.evaluate(theta, *test_data)["loss"],
                 "test_pixel_error": _recall(net.predict(theta, Xte), Tte)[0]}
 
-    after_epoch = _Curves(measure, ("test_loss", "test_pixel_error"), checkpoint)
-
     train = config["train"]
     trainer = rbp.RecurrentTrainer(
         net, learning_rate=train["learning_rate"], epochs=train["epochs"], batch_size=train["batch_size"],
-        weight_decay=train["weight_decay"], callback=after_epoch, progress=progress,
+        weight_decay=train["weight_decay"], epoch_metrics=measure, progress=progress,
     )
     t0 = time.perf_counter()
-    result = after_epoch.fit(trainer, Xtr, Ttr, rng=seed, resume=resume)
+    result = trainer.fit(Xtr, Ttr, rng=seed, checkpoint=checkpoint, resume=resume)
     seconds = time.perf_counter() - t0
     theta = result.x
     own_err, own_perfect = _recall(net.predict(theta, Xte), Tte)
     relaxed = reference.relax(theta, Xte)
     fp_err, fp_perfect = _recall(relaxed.x[:, -n:], Tte)
     history = result.history
-    curves = after_epoch.columns
-    # the "time" column excludes the per-epoch test evaluation done in the callback
+    curves = history  # test_loss / test_pixel_error per epoch come from epoch_metrics
+    # the "time" column excludes the per-epoch test evaluation (epoch_metrics)
     return {
         "label": _label(method, model), "method": method, "seed": int(seed), "history": history,
         "final_train_loss": float(history["loss"][-1]), "test_loss": float(curves["test_loss"][-1]),
@@ -457,7 +378,7 @@ def run(config: dict, out_dir: pathlib.Path, *, progress=None, resume=False) -> 
     out_dir = pathlib.Path(out_dir)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
     if not resume:  # a new run: no checkpoint of an earlier run in this folder may be resumed later
-        for pattern in ("*.train.npz", "*.curves.json"):
+        for pattern in ("*.train.npz",):
             for stale in (out_dir / "checkpoints").glob(pattern):
                 stale.unlink()
     P = patterns(data)

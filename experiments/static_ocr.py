@@ -34,8 +34,8 @@ How to reproduce
     ``rbp run --resume runs/<folder>``               (continue an interrupted run)
 
     Every training writes a checkpoint after each epoch into the run folder,
-    ``checkpoints/<task>-seed<S>.train.npz`` (with the per-epoch test curve
-    beside it, ``<task>-seed<S>.curves.json``). ``rbp run --resume
+    ``checkpoints/<task>-seed<S>.train.npz`` (the per-epoch test curve
+    is part of its history). ``rbp run --resume
     runs/<folder>`` (the folder of ``--out``; ``runs/static_ocr`` for
     ``python experiments/static_ocr.py``) continues an interrupted run with
     its saved config: finished trainings are not repeated, the interrupted
@@ -69,7 +69,6 @@ held-out typeface).
 
 from __future__ import annotations
 
-import json
 import math
 import pathlib
 import sys
@@ -130,81 +129,6 @@ def _load(task: str, data: dict):
     )
 
 
-class _Curves:
-    """The trainer's callback: values measured after every epoch, kept beside the training checkpoint.
-
-    ``measure(theta)`` returns a dict with one number per name in ``keys``.
-    The trainer writes its checkpoint ``checkpoint`` (parameters, optimizer
-    and generator state, history) every epoch, before it calls the callback;
-    the measured values go to ``<name>.curves.json`` beside it, so that a
-    resumed run has them for the epochs it does not train again.
-    """
-
-    def __init__(self, measure, keys, checkpoint):
-        self.measure, self.checkpoint = measure, pathlib.Path(checkpoint)
-        self.file = self.checkpoint.with_name(self.checkpoint.name.removesuffix(".train.npz") + ".curves.json")
-        self.columns = {key: [] for key in keys}
-
-    def __call__(self, intermediate):
-        self._record(intermediate.x)
-
-    def _record(self, theta):
-        for key, value in self.measure(theta).items():
-            self.columns[key].append(float(value))
-        rbp.report.atomic_write(self.file, json.dumps(self.columns))
-
-    def _restore(self, saved) -> bool:
-        """The saved values of the checkpoint's epochs; False if they are lost."""
-        try:
-            loaded = json.loads(self.file.read_text())
-        except (OSError, ValueError):
-            loaded = {}
-        columns = {}
-        for key in self.columns:
-            column = loaded.get(key) if isinstance(loaded, dict) else None
-            ok = isinstance(column, list) and all(isinstance(v, (int, float)) for v in column)
-            columns[key] = [float(v) for v in column] if ok else []
-        n = min(len(column) for column in columns.values())
-        if n < saved["epoch"] - 1:
-            return False
-        self.columns = {key: column[: saved["epoch"]] for key, column in columns.items()}
-        if n == saved["epoch"] - 1:  # cut between the checkpoint and the callback: measure its parameters
-            self._record(saved["theta"])
-        return True
-
-    def fit(self, trainer, X, Y, *, rng, resume=False, **kwargs):
-        """``trainer.fit`` with the checkpoint, continued from it if ``resume``.
-
-        Returns the TrainResult with the measured columns added to its
-        history and, when resumed, ``nit`` and ``best_epoch`` counted over
-        the whole training (not only the epochs of this call), ``x`` the
-        parameters an uninterrupted run returns, and the history's ``time``
-        the sum of the per-epoch training times of every session.
-        """
-        saved = None
-        if resume and self.checkpoint.exists():
-            saved = rbp.core.checkpoint.load_checkpoint(self.checkpoint, n_params=trainer.model.params.size)
-            if not self._restore(saved):  # the curves are lost: train this model again (deterministic)
-                self.checkpoint.unlink()
-                saved = None
-        result = trainer.fit(X, Y, rng=rng, checkpoint=self.checkpoint, resume=resume, **kwargs)
-        history = {key: list(column) for key, column in result.history.items()}
-        history.update({key: list(column) for key, column in self.columns.items()})
-        result.history = history
-        if saved is None:
-            return result
-        if result.nit == 0 and trainer.early_stopping and saved["best"] is not None:
-            # finished before: an uninterrupted run returns the best epoch's parameters, not the last ones
-            result.x = saved["best"][1]
-        result.nit += saved["epoch"]
-        best, result.best_epoch = math.inf, 0  # the trainer's rule: the first strict improvement of the monitor
-        for epoch, loss in zip(history["epoch"], history.get("val_loss", history["loss"])):
-            if loss < best - trainer.min_delta:
-                best, result.best_epoch = loss, int(epoch)
-        history["time"] = np.cumsum(history["seconds"]).tolist()  # the trainer's clock restarts at each session
-        return result
-
-
 def _train_one(task, ds, config, seed, progress, checkpoint, resume=False):
     """Train one MLP (checkpoint every epoch; continue from it if ``resume``); returns the run dict
     (history with test curves added)."""
@@ -217,16 +141,14 @@ def _train_one(task, ds, config, seed, progress, checkpoint, resume=False):
         metrics = net.evaluate(theta, *test_data)
         return {"test_loss": metrics["loss"], "test_accuracy": metrics["accuracy"]}
 
-    record_test = _Curves(measure, ("test_loss", "test_accuracy"), checkpoint)
-
     patience = train_cfg[f"{task}_early_stopping"] or None
     val_fraction = train_cfg["validation_fraction"] if patience else None
     trainer = rbp.StaticTrainer(
         net, train_cfg["optimizer"], learning_rate=train_cfg["learning_rate"], epochs=train_cfg["epochs"],
         batch_size=train_cfg["batch_size"], weight_decay=train_cfg["weight_decay"],
-        validation_fraction=val_fraction, early_stopping=patience, callback=record_test, progress=progress,
+        validation_fraction=val_fraction, early_stopping=patience, epoch_metrics=measure, progress=progress,
     )
-    result = record_test.fit(trainer, ds.X_train, ds.y_train, rng=seed, resume=resume)
+    result = trainer.fit(ds.X_train, ds.y_train, rng=seed, checkpoint=checkpoint, resume=resume)
     pred = net.predict_classes(result.x, ds.X_test)
     correct = pred == ds.y_test
     history = result.history
@@ -361,7 +283,7 @@ def run(config: dict, out_dir: pathlib.Path, *, progress=None, resume=False) -> 
     out_dir = pathlib.Path(out_dir)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
     if not resume:  # a new run: no checkpoint of an earlier run in this folder may be resumed later
-        for pattern in ("*.train.npz", "*.curves.json"):
+        for pattern in ("*.train.npz",):
             for stale in (out_dir / "checkpoints").glob(pattern):
                 stale.unlink()
     seeds = [config["run"]["seed"] + i for i in range(config["run"]["seeds"])]

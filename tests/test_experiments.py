@@ -350,7 +350,7 @@ def test_resuming_a_finished_run_trains_nothing_and_changes_no_number(name, unin
                                                                   ("temporal_xor", ("bptt", "tbptt1-1", "tbptt3-3")))
                                    for m in ms]}[name]
     files = sorted(p.name for p in (folder / "checkpoints").iterdir())
-    assert files == sorted([f"{n}.train.npz" for n in expected] + [f"{n}.curves.json" for n in expected])
+    assert files == sorted(f"{n}.train.npz" for n in expected)  # per-epoch curves live in the checkpoint's history
 
     module, config = _quick_config(name)
     calls = patch_fit(monkeypatch)
@@ -371,7 +371,7 @@ def test_resuming_a_finished_run_trains_nothing_and_changes_no_number(name, unin
 
 @pytest.mark.parametrize("name, cut, cut_name, after, before_callback, stale", [
     ("static_ocr", 2, "digits-seed0", 2, False, "digits-seed0"),
-    ("static_ocr", 2, "digits-seed0", 2, True, "digits-seed0"),  # dies between the checkpoint and the curve record
+    ("static_ocr", 2, "digits-seed0", 2, True, "digits-seed0"),  # dies after the checkpoint, before the callback
     ("recurrent_ocr", 2, "digits-fpn-seed0", 1, False, "glyphs-fpn-seed0"),
 ])
 def test_an_interrupted_run_resumes_to_the_uninterrupted_numbers(name, cut, cut_name, after, before_callback, stale,

@@ -527,3 +527,34 @@ def test_resuming_a_finished_early_stopping_run_returns_its_best_parameters(tmp_
     assert whole.best_epoch < 12, "the test needs a run whose best epoch is not its last"
     again = trainer().fit(X, y, rng=0, checkpoint=path, resume=True)
     np.testing.assert_array_equal(again.x, whole.x)
+
+
+def test_epoch_metrics_join_the_history_and_survive_a_resume(tmp_path):
+    X, y = _data()
+    net = rbp.MLP([4, 6, 2], loss="cross_entropy")
+    probe = net.prepare(X[:5], y[:5])
+    calls = []
+
+    def measure(theta):
+        calls.append(1)
+        return {"probe_loss": net.evaluate(theta, *probe)["loss"]}
+
+    def trainer(callback=None):
+        return rbp.StaticTrainer(net, "adam", learning_rate=0.05, epochs=6, epoch_metrics=measure, callback=callback)
+
+    whole = trainer().fit(X, y, rng=0)
+    assert len(whole.history["probe_loss"]) == 6 and len(calls) == 6
+
+    def crash_at_3(res):
+        if res.nit == 3:
+            raise Crash
+
+    path = tmp_path / "run.npz"
+    with pytest.raises(Crash):
+        trainer(crash_at_3).fit(X, y, rng=0, checkpoint=path)
+    calls.clear()
+    resumed = trainer().fit(X, y, rng=0, checkpoint=path, resume=True)
+    assert len(calls) == 3  # measured only for the epochs trained again
+    assert resumed.history["probe_loss"] == whole.history["probe_loss"]
+    assert resumed.nit == 6 and resumed.history["epoch"] == [1, 2, 3, 4, 5, 6]
+    np.testing.assert_array_equal(resumed.x, whole.x)

@@ -195,19 +195,18 @@ def _train_one(variant, cfg, ds, X, y, seed, progress, checkpoint=None, resume=F
     n_in, n_out = ds.n_features, ds.n_classes
     net, kwargs = _build(variant, cfg, n_in, n_out)
     t = cfg["train"]
-    spectral = []
-    callback = None
+    epoch_metrics = None
     if variant["kind"] == "recurrent" and cfg["run"]["spectral_radius"]:
         probe, _ = _recurrent_net(cfg, n_in, n_out, variant["forward"], "direct", spectral=True,
                                   on_failure="ignore")
         rows = _spread(len(y), 8)
         probe_data = probe.prepare(X[rows], y[rows])
 
-        def callback(intermediate):
-            _, _, info = probe.loss_grad_info(intermediate.x, *probe_data, check=False)
-            spectral.append(float(info["spectral_radius"]))
+        def epoch_metrics(theta):  # on a probe batch after every epoch; kept in the history (and the checkpoint)
+            _, _, info = probe.loss_grad_info(theta, *probe_data, check=False)
+            return {"spectral_radius": info["spectral_radius"]}
 
-    common = dict(epochs=t["epochs"], batch_size=t["batch_size"], progress=progress, callback=callback,
+    common = dict(epochs=t["epochs"], batch_size=t["batch_size"], progress=progress, epoch_metrics=epoch_metrics,
                   validation_fraction=cfg["data"]["validation_fraction"])
     if variant["kind"] == "static":
         trainer = StaticTrainer(net, learning_rate=t["static_learning_rate"], **common)
@@ -217,8 +216,6 @@ def _train_one(variant, cfg, ds, X, y, seed, progress, checkpoint=None, resume=F
     result = trainer.fit(X, y, rng=seed, checkpoint=checkpoint, resume=resume)
     wall = time.perf_counter() - t0
     history = {k: list(v) for k, v in result.history.items()}
-    if spectral:
-        history["spectral_radius"] = spectral[: len(history.get("epoch", []))]
     theta = result.x
     test = net.evaluate(theta, *net.prepare(ds.X_test, ds.y_test))
     pred = net.predict_classes(theta, ds.X_test)
@@ -238,8 +235,8 @@ def _train_one(variant, cfg, ds, X, y, seed, progress, checkpoint=None, resume=F
             out[key] = float(np.nanmean(np.asarray(history[key], dtype=float)))
     out["n_failed"] = int(sum(np.nansum(np.asarray(history.get(k, [0]), dtype=float))
                               for k in ("n_forward_failed", "n_adjoint_failed")))
-    if spectral:
-        out["spectral_radius_final"] = spectral[-1]
+    if history.get("spectral_radius"):
+        out["spectral_radius_final"] = float(history["spectral_radius"][-1])
     if variant["kind"] == "recurrent" and cfg["run"]["n_traces"]:
         fwd, adj = [], []
         diag, _ = _recurrent_net(cfg, n_in, n_out, variant["forward"], variant["backward"], on_failure="ignore")

@@ -113,7 +113,8 @@ def save_checkpoint(
     meta : dict, optional
         Any JSON-serialisable extras (model description, config).
     best : tuple (loss, theta, epoch), optional
-        Early-stopping state: the best monitored loss, its parameters and epoch.
+        Early-stopping state: the best monitored loss, its parameters (None
+        to store only the loss and epoch) and epoch.
 
     Returns
     -------
@@ -143,7 +144,8 @@ def save_checkpoint(
     if rng is not None:
         info["rng"] = rng.bit_generator.state
     if best is not None:
-        arrays["best_theta"] = np.asarray(best[1])
+        if best[1] is not None:
+            arrays["best_theta"] = np.asarray(best[1])
         info["best"] = {"loss": float(best[0]), "epoch": int(best[2])}
     info["history"] = _history_json(history)
     info["meta"] = meta or {}
@@ -308,7 +310,7 @@ def load_checkpoint(path, *, n_params: int | None = None, optimizer_state=None) 
     if "best" in meta:
         best, best_theta = meta["best"], arrays.get("best_theta")
         if (
-            not isinstance(best, dict) or best_theta is None or best_theta.shape != theta.shape
+            not isinstance(best, dict) or (best_theta is not None and best_theta.shape != theta.shape)
             or not isinstance(best.get("epoch"), int) or isinstance(best.get("loss"), bool)
             or not isinstance(best.get("loss"), (int, float))
         ):

@@ -60,7 +60,7 @@ class TrainResult(Result):
 
     Keys: ``x`` (final parameters; the best ones when early stopping restored
     them), ``success``, ``status`` (:class:`~rbp.core.results.Status`),
-    ``message``, ``nit`` (epochs run), ``history`` (dict of per-epoch lists:
+    ``message``, ``nit`` (epochs trained, those before a resume included), ``history`` (dict of per-epoch lists:
     ``epoch, loss, accuracy, val_loss, val_accuracy, grad_norm, seconds,
     time`` plus the model's diagnostics), ``best_epoch``, ``optimizer_state``.
     """
@@ -147,6 +147,7 @@ def fit(
     progress: bool | None = None,
     start_epoch: int = 0,
     history: dict | None = None,
+    epoch_metrics=None,
     checkpoint=None,
     checkpoint_every: int = 1,
     checkpoint_meta: dict | None = None,
@@ -192,6 +193,11 @@ def fit(
         Epochs already done (when resuming); epochs are numbered from here.
     history : dict of lists, optional
         History of the epochs already done (when resuming).
+    epoch_metrics : callable ``(theta) -> dict of float``, optional
+        Extra measurements after every epoch (for example test-set loss and
+        accuracy, or a spectral radius on a probe batch); they join the
+        history, and so the checkpoint: a resumed run keeps them for the
+        epochs it does not train again.
     checkpoint : path-like, optional
         Write a checkpoint (:func:`rbp.core.checkpoint.save_checkpoint`:
         parameters, optimizer state, generator state, epoch, history)
@@ -243,10 +249,12 @@ def fit(
     for key, column in (history_in or {}).items():
         history[key] = list(column)
     best = (math.inf, None, start_epoch) if best is None else best
+    if early_stopping is None:
+        best = (best[0], None, best[2])  # only the epoch is tracked: no copies of theta
     saved_epoch = None
     status, message = Status.MAX_ITER, f"completed {epochs} epochs"
     bar = progress_bar(progress, epochs, type(model).__name__)
-    elapsed = 0.0
+    elapsed = float(history["time"][-1]) if history.get("time") else 0.0  # continues across a resume
     epoch = start_epoch
     try:
         for epoch in range(start_epoch + 1, start_epoch + epochs + 1):
@@ -302,6 +310,8 @@ def fit(
                 "n_skipped": n_skipped,
             }
             row.update(_aggregate(infos))
+            if epoch_metrics is not None:
+                row.update({k: float(v) for k, v in epoch_metrics(theta).items()})
             if evaluate is not None:
                 if evaluate_train and "accuracy" in getattr(model, "metrics", ("accuracy",)):
                     train_eval = evaluate(theta, *data)
@@ -312,7 +322,7 @@ def fit(
             history.append(row)
             monitored = row.get("val_loss", row["loss"])
             if monitored < best[0] - min_delta:
-                best = (monitored, theta.copy(), epoch)
+                best = (monitored, theta.copy() if early_stopping is not None else None, epoch)
             if bar is not None:
                 bar.set_postfix(loss=f"{row['loss']:.4g}", refresh=False)
                 bar.update(1)
@@ -323,7 +333,8 @@ def fit(
                 save_checkpoint(
                     checkpoint, theta, optimizer_state=state, rng=gen, epoch=epoch, history=history,
                     meta=dict(checkpoint_meta or {}, stopped_early=stop_early, optimizer=optimizer.name),
-                    best=best if early_stopping is not None and best[1] is not None else None,
+                    # the best parameters only matter for early stopping; the epoch is reported always
+                    best=best if early_stopping is not None else (best[0], None, best[2]),
                 )
                 saved_epoch = epoch
             if callback is not None:
@@ -368,7 +379,7 @@ class Trainer:
         ``"L-BFGS-B"``, ``"CG"``, ``"BFGS"`` (then ``epochs`` is ``maxiter``).
     learning_rate : float or callable, optional
         Passed to the optimizer (a schedule ``count -> lr`` works too).
-    epochs, batch_size, shuffle, early_stopping, min_delta, callback, progress
+    epochs, batch_size, shuffle, early_stopping, min_delta, callback, epoch_metrics, progress
         As in :func:`fit`.
     validation_fraction : float, optional
         Hold out this fraction of the training data (drawn from ``rng``) for
@@ -417,6 +428,7 @@ class Trainer:
         max_retries: int = 3,
         optimizer_options: dict | None = None,
         callback=None,
+        epoch_metrics=None,
         progress: bool | None = None,
     ):
         self.model = model
@@ -454,6 +466,9 @@ class Trainer:
         self.epochs, self.batch_size, self.shuffle = int(epochs), batch_size, shuffle
         self.validation_fraction, self.early_stopping, self.min_delta = validation_fraction, early_stopping, min_delta
         self.callback, self.progress = callback, progress
+        if epoch_metrics is not None and not callable(epoch_metrics):
+            raise ValueError(f"epoch_metrics must be callable or None, got {type(epoch_metrics).__name__}")
+        self.epoch_metrics = epoch_metrics
         self.weight_decay = weight_decay
         if validation_fraction is not None and (
             isinstance(validation_fraction, bool) or not isinstance(validation_fraction, (int, float))
@@ -572,14 +587,17 @@ class Trainer:
             if remaining <= 0 or stopped:
                 # As an uninterrupted run would return: the best parameters under early stopping.
                 best = start["best"]
-                done = best[1] if self.early_stopping is not None and best is not None else start["theta"]
+                restore = self.early_stopping is not None and best is not None and best[1] is not None
+                done = best[1] if restore else start["theta"]
                 return TrainResult(
                     x=done, success=True, status=Status.SUCCESS,
                     message=f"already trained for {start['epoch']} epochs (checkpoint {checkpoint})",
-                    nit=0, history=History(start["history"] or {}), best_epoch=start["epoch"],
+                    nit=start["epoch"], history=History(start["history"] or {}),
+                    best_epoch=start["best"][2] if start["best"] is not None else start["epoch"],
                     optimizer_state=start["optimizer_state"],
                 )
             result = self._run(optimizer, data, val, start, remaining, checkpoint, checkpoint_every, scale)
+            result["nit"] += start["epoch"]  # epochs trained in all, before a resume too
             own_checkpoint = own_checkpoint or result.get("checkpoint_epoch") is not None
             if result.status != Status.DIVERGED or self.on_divergence == "warn":
                 break
@@ -631,6 +649,7 @@ class Trainer:
                 self.model, start["theta"], data, optimizer=optimizer, epochs=epochs, batch_size=self.batch_size,
                 shuffle=self.shuffle, rng=start["rng"], validation_data=val, early_stopping=self.early_stopping,
                 min_delta=self.min_delta, callback=self.callback, progress=self.progress,
+                epoch_metrics=self.epoch_metrics,
                 optimizer_state=start["optimizer_state"], start_epoch=start["epoch"], history=start["history"],
                 checkpoint=checkpoint, checkpoint_every=checkpoint_every, best=start.get("best"),
                 checkpoint_meta={"lr_scale": scale} if scale != 1.0 else None,
