@@ -186,6 +186,19 @@ class Model:
     def _accuracy(self, scores, X, T, *rest):
         return accuracy(scores, T)
 
+    def predict_classes(self, theta, X) -> np.ndarray:
+        """Predicted class index per sample (per step for sequences): the
+        argmax of the outputs, or ``output > 0.5`` for a single output unit.
+
+        Returns
+        -------
+        ndarray of int64, shape ``predict(theta, X).shape[:-1]``
+        """
+        Yhat = self.predict(theta, X)
+        if Yhat.shape[-1] == 1:
+            return (Yhat[..., 0] > 0.5).astype(np.int64)
+        return Yhat.argmax(axis=-1)
+
     def score(self, theta, X, Y, *args) -> float:
         """Classification accuracy on raw ``X, Y`` (fraction correct)."""
         data = self.prepare(X, Y, *args)

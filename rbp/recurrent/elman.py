@@ -586,9 +586,3 @@ class ElmanRNN(Model):
         """
         return self.run(theta, X, return_state=False)
 
-    def predict_classes(self, theta, X) -> np.ndarray:
-        """Predicted class index per step, shape (batch, time)."""
-        Yhat = self.predict(theta, X)
-        if Yhat.shape[-1] == 1:
-            return (Yhat[..., 0] > 0.5).astype(np.int64)
-        return Yhat.argmax(axis=-1)

@@ -458,9 +458,3 @@ class FixedPointNet(Model):
         scores, _ = self._forward_loss(theta, X, np.zeros((X.shape[0], self.n_out)))
         return scores
 
-    def predict_classes(self, theta, X) -> np.ndarray:
-        """Predicted class index per sample, shape (n_samples,)."""
-        Yhat = self.predict(theta, X)
-        if Yhat.shape[1] == 1:
-            return (Yhat[:, 0] > 0.5).astype(np.int64)
-        return Yhat.argmax(axis=1)

@@ -197,9 +197,3 @@ class MLP(Model):
         _, _, a_out = self._forward(self.params.unravel(theta), X)
         return output_transform(self.output, a_out)
 
-    def predict_classes(self, theta, X) -> np.ndarray:
-        """Predicted class index per sample, shape (n_samples,)."""
-        Yhat = self.predict(theta, X)
-        if Yhat.shape[1] == 1:
-            return (Yhat[:, 0] > 0.5).astype(np.int64)
-        return Yhat.argmax(axis=1)
