@@ -375,12 +375,7 @@ def run(config: dict, out_dir: pathlib.Path, *, progress=None, resume=False) -> 
     if not methods or any(m not in METHODS for m in methods) or len(set(methods)) != len(methods):
         raise ValueError(f"model.methods must be a non-empty list of distinct names from {list(METHODS)}, "
                          f"got {methods!r}")
-    out_dir = pathlib.Path(out_dir)
-    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
-    if not resume:  # a new run: no checkpoint of an earlier run in this folder may be resumed later
-        for pattern in ("*.train.npz",):
-            for stale in (out_dir / "checkpoints").glob(pattern):
-                stale.unlink()
+    out_dir = rbp.report.prepare_run_folder(out_dir, resume=resume)
     P = patterns(data)
     rng = np.random.default_rng(data["seed"])
     Xtr, Ttr = corrupt(P, data["n_train_per_pattern"], data["drop_fraction"], rng)

@@ -405,12 +405,7 @@ def run(config: dict, out_dir: pathlib.Path, *, progress=None, resume=False) -> 
     config = rbp.config.resolve(DEFAULTS, config, constraints=globals().get("CONSTRAINTS"))
     tasks = _check(config)
     data = config["data"]
-    out_dir = pathlib.Path(out_dir)
-    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
-    if not resume:  # a new run: no checkpoint of an earlier run in this folder may be resumed later
-        for pattern in ("*.train.npz",):
-            for stale in (out_dir / "checkpoints").glob(pattern):
-                stale.unlink()
+    out_dir = rbp.report.prepare_run_folder(out_dir, resume=resume)
     seeds = [config["run"]["seed"] + i for i in range(config["run"]["seeds"])]
     variants = {t: [None] + [tuple(p) for p in config["train"][f"{t}_truncations"]] for t in tasks}
 

@@ -358,11 +358,7 @@ def run(config: dict, out_dir: pathlib.Path, *, progress=None, resume=False) -> 
     if bad:
         raise ValueError(f"sweep.krylov must be drawn from {list(KRYLOV)} and sweep.series from {list(SERIES)}, "
                          f"got {bad!r}")
-    out_dir = pathlib.Path(out_dir)
-    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
-    if not resume:  # a new run: no checkpoint of an earlier run in this folder may be resumed later
-        for stale in (out_dir / "checkpoints").glob("*.train.npz"):
-            stale.unlink()
+    out_dir = rbp.report.prepare_run_folder(out_dir, resume=resume)
     runs, facts = [], []
     for i in range(config["run"]["seeds"]):
         seed = config["run"]["seed"] + i

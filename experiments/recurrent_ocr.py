@@ -365,12 +365,7 @@ def run(config: dict, out_dir: pathlib.Path, *, progress=None, resume=False) -> 
     tasks = list(config["data"]["tasks"])
     if not tasks or any(t not in TASKS for t in tasks) or len(set(tasks)) != len(tasks):
         raise ValueError(f"data.tasks must be a non-empty list of distinct names from {list(TASKS)}, got {tasks!r}")
-    out_dir = pathlib.Path(out_dir)
-    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
-    if not resume:  # a new run: no checkpoint of an earlier run in this folder may be resumed later
-        for pattern in ("*.train.npz",):
-            for stale in (out_dir / "checkpoints").glob(pattern):
-                stale.unlink()
+    out_dir = rbp.report.prepare_run_folder(out_dir, resume=resume)
     seeds = [config["run"]["seed"] + i for i in range(config["run"]["seeds"])]
     runs, figures, notes = [], [], []
     for task in tasks:

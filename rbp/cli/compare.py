@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -385,9 +384,9 @@ def run(config: dict, out_dir, *, progress=None, resume=False) -> dict:
     """
     from ..core.checkpoint import save_params
     from ..report import figures as F
-    from ..report.run import _jsonable, atomic_write
+    from ..report.run import _jsonable, atomic_write, prepare_run_folder
 
-    out_dir = Path(out_dir)
+    out_dir = prepare_run_folder(out_dir, resume=resume)
     ds, X, y, data_desc = _load_data(config)
     n_in, n_out = ds.n_features, ds.n_classes
     variants = _variants(config, n_in, n_out)

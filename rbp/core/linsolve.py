@@ -185,7 +185,8 @@ def solve(
         try:
             if op.dense_sample is not None and (op.dense is None or B * n * n * 8 > 64 * 2**20):
                 # One LU at a time: memory O(n^2) instead of O(B n^2).
-                from scipy.linalg import LinAlgWarning, solve as dense_solve
+                from scipy.linalg import LinAlgWarning
+                from scipy.linalg import solve as dense_solve
 
                 x = np.empty_like(b)
                 with warnings.catch_warnings():

@@ -34,6 +34,8 @@ import warnings
 
 import numpy as np
 
+from .checkpoint import load_checkpoint, save_checkpoint
+from .model import check_int, check_real
 from .optimizers import (
     OPTIMIZERS,
     SCIPY_METHODS,
@@ -43,8 +45,6 @@ from .optimizers import (
     get_optimizer,
     scipy_minimize,
 )
-from .checkpoint import load_checkpoint, save_checkpoint
-from .model import check_int, check_real
 from .params import as_generator
 from .results import ConvergenceWarning, Result, Status
 

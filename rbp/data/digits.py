@@ -11,7 +11,6 @@ an 8 x 8 grid of counts in 0..16, read with
 from __future__ import annotations
 
 import math
-
 from numbers import Integral, Real
 
 import numpy as np

@@ -6,7 +6,13 @@ import numpy as np
 from scipy.special import expit
 
 from ..core.activations import get_activation
-from ..core.losses import accuracy, encode_targets, output_loss, output_transform, resolve_output
+from ..core.losses import (
+    accuracy,
+    encode_targets,
+    output_loss,
+    output_transform,
+    resolve_output,
+)
 from ..core.model import Model, check_array, check_dtype, check_int
 from ..core.params import ParamSpec, as_generator, glorot_uniform
 

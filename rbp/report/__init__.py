@@ -7,10 +7,18 @@ figures, report.html/report.md); :func:`load_run` reads one back;
 """
 
 from .render import write_report
-from .run import atomic_write, load_run, metrics_csv, read_metrics_csv, write_run
+from .run import (
+    atomic_write,
+    load_run,
+    metrics_csv,
+    prepare_run_folder,
+    read_metrics_csv,
+    write_run,
+)
 
 __all__ = [
     "write_run",
+    "prepare_run_folder",
     "load_run",
     "atomic_write",
     "metrics_csv",

@@ -16,7 +16,29 @@ import numpy as np
 
 from ..core.checkpoint import atomic_write
 
-__all__ = ["write_run", "atomic_write", "metrics_csv", "read_metrics_csv", "load_run", "METRIC_COLUMNS"]
+__all__ = ["prepare_run_folder", "write_run", "atomic_write", "metrics_csv", "read_metrics_csv", "load_run", "METRIC_COLUMNS"]
+
+
+def prepare_run_folder(out_dir, *, resume: bool = False) -> Path:
+    """Create ``out_dir/figures`` and, for a new run (``resume=False``),
+    remove the training checkpoints (``checkpoints/*.train.npz``) an earlier
+    run left there, so that a later ``--resume`` can only continue this run.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> (d / "checkpoints").mkdir(); _ = (d / "checkpoints" / "old.train.npz").write_bytes(b"")
+    >>> out = prepare_run_folder(d)
+    >>> sorted(p.name for p in out.iterdir()), list((d / "checkpoints").iterdir())
+    (['checkpoints', 'figures'], [])
+    """
+    out = Path(out_dir)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    if not resume:
+        for stale in (out / "checkpoints").glob("*.train.npz"):
+            stale.unlink()
+    return out
 
 
 def _jsonable(obj):
