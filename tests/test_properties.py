@@ -611,6 +611,10 @@ def test_linsolve_solve(data, args, B, n):
     args, bad = args
     if bad in ("b", "x0"):
         B, n = max(B, 1), max(n, 1)  # a NaN/str/... needs an entry to live in
+    if bad == "restart":
+        args["method"] = "gmres"
+    if args["method"] not in ("gmres", "lgmres"):
+        args.pop("restart")  # an option the method does not take is refused (tested below), not ignored
     op, A = _operator(B, n)
     kind = args.pop("b")
     b = data.draw(arrays((B, n), REAL_DTYPES, specials=False), label="b")
@@ -646,6 +650,13 @@ def test_fixedpoint_relax(data, args, B, n):
         args["method"] = "anderson"
     if bad == "memory" and args["method"] != "anderson":
         args["method"] = "anderson"
+    if bad == "damping" and args["method"] not in ("picard", "anderson"):
+        args["method"] = "picard"
+    # options a method does not take are refused (see the tests below), never silently ignored
+    takes = {"picard": ("damping", "store_iterates"), "anderson": ("damping", "memory")}.get(args["method"], ())
+    for option in ("damping", "memory", "store_iterates"):
+        if option not in takes and option != bad:
+            args.pop(option)
     kind = args.pop("x0")
     x0 = data.draw(arrays((B, n), REAL_DTYPES, specials=False), label="x0")
     x0 = {"real": x0, "1d": x0[0], "3d": x0[..., None], "empty-batch": x0[:0], "no-units": x0[:, :0],
@@ -884,3 +895,14 @@ def test_public_names():
     assert rbp.ElmanRNN is ElmanRNN
     for name in ("MLP", "FixedPointNet", "ElmanRNN", "StaticTrainer", "RecurrentTrainer", "check_grad", "data"):
         assert name in rbp.__all__ and hasattr(rbp, name)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: relax(_F, np.zeros((2, 3)), method="ode", damping=0.5), r"method='ode' takes the options.*damping"),
+    (lambda: relax(_F, np.zeros((2, 3)), method="picard", memory=3), r"method='picard' takes the options.*memory"),
+    (lambda: solve(_operator(2, 3)[0], np.ones((2, 3)), method="direct", restart=5),
+     r"method='direct' takes the options \[\], got unknown \['restart'\]"),
+])
+def test_options_a_method_does_not_take_are_refused_not_ignored(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

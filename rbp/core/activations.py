@@ -20,7 +20,10 @@ from typing import Callable, NamedTuple
 import numpy as np
 from scipy.special import expit
 
-__all__ = ["Activation", "ACTIVATIONS", "get_activation"]
+from .registry import Registry
+from .validation import check_callable, check_real, unknown_name_message
+
+__all__ = ["Activation", "ACTIVATIONS", "get_activation", "register_activation"]
 
 
 class Activation(NamedTuple):
@@ -82,13 +85,56 @@ def _softplus_df(a, y):
     return expit(a)
 
 
-ACTIVATIONS: dict[str, Activation] = {
-    "identity": Activation("identity", _identity, _identity_df, 1.0),
-    "tanh": Activation("tanh", np.tanh, _tanh_df, 1.0),
-    "logistic": Activation("logistic", expit, _logistic_df, 0.25),
-    "relu": Activation("relu", _relu, _relu_df, 1.0),
-    "softplus": Activation("softplus", _softplus, _softplus_df, 1.0),
-}
+def _check_entry(name, act):
+    if not isinstance(act, Activation):
+        raise ValueError(f"activation {name!r} must be an Activation(name, f, df, lipschitz), got {type(act).__name__}")
+
+
+#: name -> :class:`Activation`; extend it with :func:`register_activation`.
+ACTIVATIONS = Registry("activation", check=_check_entry)
+for _act in (
+    Activation("identity", _identity, _identity_df, 1.0),
+    Activation("tanh", np.tanh, _tanh_df, 1.0),
+    Activation("logistic", expit, _logistic_df, 0.25),
+    Activation("relu", _relu, _relu_df, 1.0),
+    Activation("softplus", _softplus, _softplus_df, 1.0),
+):
+    ACTIVATIONS.register(_act.name, _act)
+
+
+def register_activation(name: str, f, df, lipschitz: float = float("inf"), *, overwrite: bool = False) -> Activation:
+    """Add an activation that every model then accepts by name.
+
+    Parameters
+    ----------
+    name : str
+    f : callable ``(a) -> y``
+        Elementwise on an ndarray of any shape; must not modify ``a``.
+    df : callable ``(a, y) -> f'(a)``
+        Its derivative, given ``a`` and ``y = f(a)``.
+    lipschitz : float
+        A bound on ``|f'|`` (``inf`` if unknown: the recurrent net's
+        ``contraction`` option then refuses it).
+    overwrite : bool
+        Replace an existing entry of that name.
+
+    Returns
+    -------
+    Activation
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> act = register_activation("softsign", lambda a: a / (1 + abs(a)),
+    ...                           lambda a, y: 1 / (1 + abs(a)) ** 2, 1.0)
+    >>> get_activation("softsign").f(np.array([1.0]))
+    array([0.5])
+    >>> ACTIVATIONS.unregister("softsign")
+    """
+    check_callable(f, "f", optional=False)
+    check_callable(df, "df", optional=False)
+    lip = float("inf") if lipschitz == float("inf") else check_real(lipschitz, "lipschitz")
+    return ACTIVATIONS.register(name, Activation(name, f, df, lip), overwrite=overwrite)
 
 
 def get_activation(name: str | Activation, *, argument: str = "activation") -> Activation:
@@ -122,20 +168,5 @@ def get_activation(name: str | Activation, *, argument: str = "activation") -> A
     """
     if isinstance(name, Activation):
         return name
-    try:
-        return ACTIVATIONS[name]
-    except (KeyError, TypeError):
-        raise ValueError(unknown_name_message(argument, name, ACTIVATIONS)) from None
+    return ACTIVATIONS.get(name, argument=argument)
 
-
-def unknown_name_message(argument: str, received, valid) -> str:
-    """The message for an unknown registry key: valid names and the nearest one."""
-    import difflib
-
-    names = sorted(valid)
-    msg = f"{argument} must be one of {names}, got {received!r}"
-    if isinstance(received, str):
-        close = difflib.get_close_matches(received, names, n=1)
-        if close:
-            msg += f"; did you mean {close[0]!r}?"
-    return msg

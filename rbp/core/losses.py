@@ -20,18 +20,22 @@ fused gradient is exact and never overflows.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 from scipy.special import expit, softmax
 
-from .activations import ACTIVATIONS, get_activation, unknown_name_message
+from .activations import ACTIVATIONS, get_activation
+from .registry import Registry
+from .validation import check_bool, check_callable, unknown_name_message
 
 __all__ = [
     "Loss",
     "LOSSES",
-    "OUTPUTS",
     "get_loss",
+    "register_loss",
+    "output_names",
+    "OUTPUTS",
     "resolve_output",
     "encode_targets",
     "output_loss",
@@ -41,30 +45,130 @@ __all__ = [
 
 
 class Loss(NamedTuple):
-    """A loss and the output layers it may follow.
+    """A loss, its output delta, and the output layers it may follow.
 
     Attributes
     ----------
     name : str
     outputs : tuple of str
-        Valid output layers; the first is the default.
+        Valid output layers; the first is the default. ``"*"`` as the last
+        entry also admits every activation registered later.
     classification : bool
         Whether predictions are class scores (accuracy is reported).
+    fn : callable ``(a, T, output) -> (per_row, delta)``
+        Per-row loss, shape (n,), and ``dL/da``, shape (n, n_out), for
+        pre-activations ``a`` and encoded targets ``T`` (both (n, n_out)).
+    target_range : (float, float) or None
+        Closed interval every target value must lie in (checked by
+        :func:`encode_targets`), e.g. ``(0, 1)`` for the cross-entropies.
     """
 
     name: str
     outputs: tuple
     classification: bool
+    fn: Callable = None
+    target_range: tuple | None = None
 
 
-#: Output layers: every activation, plus softmax (for the cross-entropy).
-OUTPUTS = tuple(ACTIVATIONS) + ("softmax",)
+def output_names() -> tuple:
+    """Every output layer: each registered activation, plus softmax."""
+    return tuple(ACTIVATIONS) + ("softmax",)
 
-LOSSES: dict[str, Loss] = {
-    "squared": Loss("squared", ("identity",) + tuple(n for n in OUTPUTS if n != "identity"), False),
-    "cross_entropy": Loss("cross_entropy", ("softmax",), True),
-    "binary_cross_entropy": Loss("binary_cross_entropy", ("logistic",), True),
-}
+
+#: The built-in output layers (see :func:`output_names` for the registered ones).
+OUTPUTS = output_names()
+
+
+def _squared(a, T, output):
+    """``L = 1/2 sum (f(a) - t)^2``, ``dL/da = (y - t) f'(a)`` (softmax: its Jacobian applied)."""
+    y = output_transform(output, a)
+    g = y - T
+    per_row = 0.5 * np.einsum("ij,ij->i", g, g)
+    if output == "softmax":
+        delta = y * (g - np.einsum("ij,ij->i", g, y)[:, None])
+    elif output == "identity":
+        delta = g
+    else:
+        delta = g * get_activation(output).df(a, y)
+    return per_row, delta
+
+
+def _cross_entropy(a, T, output):
+    """``L = -sum t log softmax(a)``, ``dL/da = p sum(t) - t`` (fused, never overflows)."""
+    # log-softmax by hand: scipy.special.log_softmax spends ~6-12 us in array-API dispatch per call
+    z = a - a.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    s = e.sum(axis=-1, keepdims=True)
+    tsum = T.sum(axis=-1, keepdims=True)
+    # -sum_j t_j log p_j = sum(t) log(s) - sum_j t_j z_j,  with p = e / s
+    per_row = tsum[:, 0] * np.log(s[:, 0]) - np.einsum("ij,ij->i", T, z)
+    e *= tsum / s
+    e -= T
+    return per_row, e  # p sum(t) - t
+
+
+def _binary_cross_entropy(a, T, output):
+    """``L = sum softplus(a) - t a``, ``dL/da = sigmoid(a) - t`` (fused, stable)."""
+    return (np.logaddexp(0.0, a) - T * a).sum(axis=-1), expit(a) - T
+
+
+def _check_loss(name, loss):
+    if not isinstance(loss, Loss) or not callable(loss.fn):
+        raise ValueError(f"loss {name!r} must be a Loss with a callable fn, got {loss!r}")
+
+
+#: name -> :class:`Loss`; extend it with :func:`register_loss`.
+LOSSES = Registry("loss", check=_check_loss)
+LOSSES.register("squared", Loss("squared", ("identity",) + tuple(o for o in OUTPUTS if o != "identity"), False,
+                                _squared))
+LOSSES.register("cross_entropy", Loss("cross_entropy", ("softmax",), True, _cross_entropy, (0.0, 1.0)))
+LOSSES.register(
+    "binary_cross_entropy", Loss("binary_cross_entropy", ("logistic",), True, _binary_cross_entropy, (0.0, 1.0))
+)
+
+
+def register_loss(name: str, fn, *, outputs=("identity",), classification: bool = False, target_range=None,
+                  overwrite: bool = False) -> Loss:
+    """Add a loss that every model then accepts by name.
+
+    Parameters
+    ----------
+    name : str
+    fn : callable ``(a, T, output) -> (per_row, delta)``
+        Per-row loss (n,) and its gradient ``dL/da`` (n, n_out) for output
+        pre-activations ``a`` and encoded targets ``T``; ``output`` is the
+        output layer's name (apply :func:`output_transform` to get ``y``).
+    outputs : tuple of str
+        Output layers it may follow, the default first (``"*"``: any).
+    classification : bool
+        Report accuracy for it.
+    target_range : (float, float), optional
+        Closed interval the targets must lie in.
+
+    Returns
+    -------
+    Loss
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> def absolute(a, T, output):
+    ...     return np.abs(a - T).sum(axis=-1), np.sign(a - T)
+    >>> _ = register_loss("l1", absolute)
+    >>> L, delta = output_loss("l1", "identity", np.array([[1.0, -2.0]]), np.zeros((1, 2)))
+    >>> L, delta.tolist()
+    (3.0, [[1.0, -1.0]])
+    >>> LOSSES.unregister("l1")
+    """
+    check_callable(fn, "fn", optional=False)
+    check_bool(classification, "classification")
+    outputs = tuple(outputs)
+    if not outputs or not all(isinstance(o, str) for o in outputs):
+        raise ValueError(f"outputs must be a non-empty tuple of output-layer names, got {outputs!r}")
+    if target_range is not None:
+        lo, hi = (float(v) for v in target_range)
+        target_range = (lo, hi)
+    return LOSSES.register(name, Loss(name, outputs, classification, fn, target_range), overwrite=overwrite)
 
 
 def get_loss(name: str | Loss, *, argument: str = "loss") -> Loss:
@@ -77,10 +181,7 @@ def get_loss(name: str | Loss, *, argument: str = "loss") -> Loss:
     """
     if isinstance(name, Loss):
         return name
-    try:
-        return LOSSES[name]
-    except (KeyError, TypeError):
-        raise ValueError(unknown_name_message(argument, name, LOSSES)) from None
+    return LOSSES.get(name, argument=argument)
 
 
 def resolve_output(loss: str | Loss, output: str | None, n_out: int | None = None) -> tuple[Loss, str]:
@@ -97,12 +198,16 @@ def resolve_output(loss: str | Loss, output: str | None, n_out: int | None = Non
     loss = get_loss(loss)
     if output is None:
         output = loss.outputs[0]
-    if output not in OUTPUTS:
-        raise ValueError(unknown_name_message("output", output, OUTPUTS))
-    if output not in loss.outputs:
+    valid = output_names()
+    if output not in valid:
+        raise ValueError(unknown_name_message("output", output, valid))
+    allowed = valid if loss.name == "squared" else tuple(o for o in loss.outputs if o != "*")
+    if "*" in loss.outputs:
+        allowed = valid
+    if output not in allowed:
         raise ValueError(
             f"output={output!r} cannot be used with loss={loss.name!r}: expected one of "
-            f"{list(loss.outputs)}; use output={loss.outputs[0]!r} or another loss"
+            f"{list(allowed)}; use output={loss.outputs[0]!r} or another loss"
         )
     if output == "softmax" and n_out is not None and n_out < 2:
         raise ValueError(
@@ -176,11 +281,13 @@ def encode_targets(Y, n_out: int, loss: str | Loss, *, argument: str = "Y") -> n
     T = Y.astype(np.float64)
     if not np.all(np.isfinite(T)):
         raise ValueError(f"{argument} must be finite, got NaN or inf")
-    if loss.name == "binary_cross_entropy" and T.size and (T.min() < 0 or T.max() > 1):
-        raise ValueError(
-            f"{argument} for binary_cross_entropy must be in [0, 1], "
-            f"got values in [{T.min():g}, {T.max():g}]"
-        )
+    if loss.target_range is not None and T.size:
+        lo, hi = loss.target_range
+        if T.min() < lo or T.max() > hi:
+            raise ValueError(
+                f"{argument} for {loss.name} must be in [{lo:g}, {hi:g}] (class indices, one-hot rows or "
+                f"probabilities), got values in [{T.min():g}, {T.max():g}]"
+            )
     return T
 
 
@@ -239,33 +346,7 @@ def output_loss(loss, output: str, a: np.ndarray, T: np.ndarray, weights=None):
     >>> float(L), delta.tolist()
     (2.5, [[1.0, 2.0]])
     """
-    name = loss.name if isinstance(loss, Loss) else loss
-    if name == "cross_entropy":
-        # log-softmax by hand: scipy.special.log_softmax spends ~6-12 us in array-API dispatch per call
-        z = a - a.max(axis=-1, keepdims=True)
-        e = np.exp(z)
-        s = e.sum(axis=-1, keepdims=True)
-        tsum = T.sum(axis=-1, keepdims=True)
-        # -sum_j t_j log p_j = sum(t) log(s) - sum_j t_j z_j,  with p = e / s
-        per_row = tsum[:, 0] * np.log(s[:, 0]) - np.einsum("ij,ij->i", T, z)
-        e *= tsum / s
-        e -= T
-        delta = e  # p sum(t) - t
-    elif name == "binary_cross_entropy":
-        per_row = (np.logaddexp(0.0, a) - T * a).sum(axis=-1)
-        delta = expit(a) - T
-    elif name == "squared":
-        y = output_transform(output, a)
-        g = y - T
-        per_row = 0.5 * np.einsum("ij,ij->i", g, g)
-        if output == "softmax":
-            delta = y * (g - np.einsum("ij,ij->i", g, y)[:, None])
-        elif output == "identity":
-            delta = g
-        else:
-            delta = g * get_activation(output).df(a, y)
-    else:  # pragma: no cover - guarded by get_loss
-        raise ValueError(unknown_name_message("loss", name, LOSSES))
+    per_row, delta = get_loss(loss).fn(a, T, output)
     if weights is None:
         return float(per_row.sum()), delta
     return float(per_row @ weights), delta * weights[:, None]

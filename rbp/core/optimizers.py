@@ -22,8 +22,9 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .activations import unknown_name_message
+from .registry import Registry
 from .results import Result, Status
+from .validation import check_callable, check_real, unknown_name_message
 
 __all__ = [
     "Optimizer",
@@ -35,6 +36,8 @@ __all__ = [
     "add_weight_decay",
     "clip_by_global_norm",
     "get_optimizer",
+    "register_optimizer",
+    "learning_rate_key",
     "OPTIMIZERS",
     "constant",
     "exponential_decay",
@@ -96,7 +99,18 @@ def cosine_decay(init_value: float, decay_steps: int, alpha: float = 0.0) -> Cal
 
 def _schedule(learning_rate, argument="learning_rate"):
     if callable(learning_rate):
-        return learning_rate
+        schedule = learning_rate
+
+        def checked(count):
+            value = schedule(count)
+            if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+                    or value < 0):
+                raise ValueError(
+                    f"{argument} schedule must return a finite number >= 0, got {value!r} at step {count}"
+                )
+            return value
+
+        return checked
     if (
         isinstance(learning_rate, bool)
         or not isinstance(learning_rate, numbers.Real)
@@ -252,8 +266,7 @@ def add_weight_decay(opt: Optimizer, weight_decay: float, mask=None) -> Optimize
     ``mask`` (shape of theta, e.g. ``model.params.decay_mask()``) usually
     excludes biases.
     """
-    if not weight_decay >= 0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+    check_real(weight_decay, "weight_decay", low_inclusive=True)
     if weight_decay == 0:
         return opt
     scale = weight_decay if mask is None else weight_decay * np.asarray(mask)
@@ -278,8 +291,7 @@ def clip_by_global_norm(opt: Optimizer, max_norm: float) -> Optimizer:
     >>> step
     array([-0.6, -0.8])
     """
-    if not max_norm > 0:
-        raise ValueError(f"clip_norm must be a positive float, got {max_norm!r}")
+    check_real(max_norm, "clip_norm")
 
     def update(grad, state, theta):
         norm = float(np.sqrt(grad @ grad))
@@ -290,7 +302,65 @@ def clip_by_global_norm(opt: Optimizer, max_norm: float) -> Optimizer:
     return Optimizer(opt.init, update, opt.name)
 
 
-OPTIMIZERS = {"sgd": sgd, "momentum": momentum, "nesterov": nesterov, "adam": adam, "rprop": rprop}
+def _check_factory(name, factory):
+    check_callable(factory, f"optimizer {name!r}", optional=False)
+
+
+#: name -> factory ``(**hyperparameters) -> Optimizer``; extend it with :func:`register_optimizer`.
+OPTIMIZERS = Registry("optimizer", check=_check_factory)
+for _name, _factory in (("sgd", sgd), ("momentum", momentum), ("nesterov", nesterov), ("adam", adam),
+                        ("rprop", rprop)):
+    OPTIMIZERS.register(_name, _factory)
+
+
+def register_optimizer(name: str, factory=None, *, overwrite: bool = False):
+    """Add an optimizer usable by name everywhere (``Trainer(model, name)``, configs, checkpoints).
+
+    Parameters
+    ----------
+    name : str
+    factory : callable ``(**hyperparameters) -> Optimizer``
+        Builds the ``(init, update)`` pair; its keyword parameters are the
+        hyperparameters users may pass (``learning_rate`` is the one
+        ``Trainer(learning_rate=...)`` sets). The state must be a NamedTuple
+        of numbers and arrays, so that checkpoints can store it. Usable as a
+        decorator when omitted.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> class SignState(NamedTuple):
+    ...     count: int
+    >>> @register_optimizer("signsgd")
+    ... def signsgd(learning_rate=0.01):
+    ...     def init(theta):
+    ...         return SignState(0)
+    ...     def update(grad, state, theta=None):
+    ...         return -learning_rate * np.sign(grad), SignState(state.count + 1)
+    ...     return Optimizer(init, update, "signsgd")
+    >>> opt = get_optimizer("signsgd", learning_rate=0.5)
+    >>> opt.update(np.array([2.0, -3.0]), opt.init(np.zeros(2)))[0]
+    array([-0.5,  0.5])
+    >>> OPTIMIZERS.unregister("signsgd")
+    """
+    if factory is None:
+        return lambda f: register_optimizer(name, f, overwrite=overwrite)
+    return OPTIMIZERS.register(name, factory, overwrite=overwrite)
+
+
+def learning_rate_key(name: str) -> str | None:
+    """The hyperparameter that sets an optimizer's step size (``learning_rate``, or ``step_init`` for Rprop).
+
+    Examples
+    --------
+    >>> learning_rate_key("adam"), learning_rate_key("rprop")
+    ('learning_rate', 'step_init')
+    """
+    params = inspect.signature(OPTIMIZERS.get(name)).parameters
+    for key in ("learning_rate", "step_init"):
+        if key in params:
+            return key
+    return None
 
 
 def get_optimizer(name, **hyperparams) -> Optimizer:
@@ -305,9 +375,7 @@ def get_optimizer(name, **hyperparams) -> Optimizer:
         if hyperparams:
             raise ValueError(f"hyperparameters {sorted(hyperparams)} cannot be applied to an Optimizer instance")
         return name
-    if name not in OPTIMIZERS:
-        raise ValueError(unknown_name_message("optimizer", name, OPTIMIZERS))
-    factory = OPTIMIZERS[name]
+    factory = OPTIMIZERS.get(name)
     valid = [p for p in inspect.signature(factory).parameters if p != "nesterov"]
     unknown = set(hyperparams) - set(valid)
     if unknown:
@@ -317,7 +385,10 @@ def get_optimizer(name, **hyperparams) -> Optimizer:
             f"; did you mean {m[0]!r}?" for u in sorted(unknown) for m in [difflib.get_close_matches(u, valid, 1)] if m
         )
         raise ValueError(f"optimizer {name!r} accepts {valid}, got unknown {sorted(unknown)}{hint}")
-    return factory(**hyperparams)
+    opt = factory(**hyperparams)
+    if not isinstance(opt, Optimizer):
+        raise TypeError(f"optimizer factory {name!r} must return an Optimizer(init, update, name), got {opt!r}")
+    return opt
 
 
 # -- scipy.optimize bridge ------------------------------------------------------------

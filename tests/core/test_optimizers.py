@@ -221,9 +221,9 @@ def test_add_weight_decay_adds_wd_mask_theta():
     np.testing.assert_allclose(step, -(grad + 0.1 * theta))
     base = O.sgd(1.0)
     assert O.add_weight_decay(base, 0.0) is base
-    with pytest.raises(ValueError, match=r"weight_decay must be >= 0, got -0\.1"):
+    with pytest.raises(ValueError, match=r"weight_decay must be a finite number >= 0, got -0\.1"):
         O.add_weight_decay(base, -0.1)
-    with pytest.raises(ValueError, match=r"weight_decay must be >= 0, got nan"):
+    with pytest.raises(ValueError, match=r"weight_decay must be a finite number >= 0, got nan"):
         O.add_weight_decay(base, float("nan"))
 
 
@@ -235,7 +235,7 @@ def test_clip_by_global_norm_rescales_only_long_gradients():
     short = np.array([0.3, -0.4])
     step, _ = opt.update(short, opt.init(theta), theta)
     np.testing.assert_array_equal(step, -short)
-    with pytest.raises(ValueError, match=r"clip_norm must be a positive float, got 0"):
+    with pytest.raises(ValueError, match=r"clip_norm must be a positive finite number, got 0"):
         O.clip_by_global_norm(O.sgd(), 0)
 
 
