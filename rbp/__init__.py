@@ -8,7 +8,8 @@ gradient core (:mod:`rbp.core`).
 
 from . import data, report
 from .core import ConvergenceWarning, NonConvergenceError, Status, check_grad
-from .core.loop import DivergenceError, Trainer
+from .core.loop import Trainer
+from .core.results import DivergenceError
 from .recurrent import ElmanRNN, FixedPointNet, RecurrentTrainer, fit_stream
 from .static import MLP, StaticTrainer
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .model import check_int, check_real
-from .params import as_generator
+from .validation import check_int, check_real
+from .validation import as_generator
 from .results import Result
 
 __all__ = ["check_grad", "GradientCheckError"]

@@ -1,11 +1,15 @@
-"""The one training loop that every trainer drives.
+"""The one training engine that every trainer drives.
 
 :func:`fit` trains any model that keeps the rbp contract on prepared data
 (a tuple of arrays indexed along their first axis, from ``model.prepare``)
 with any core optimizer, per training tuple (``batch_size=1``: the weights
 change after every tuple, as in classic online backprop), per mini-batch, or
 per full batch (``batch_size=None``). :class:`Trainer` wraps it with input
-validation, the validation split, and the scipy.optimize bridge.
+validation, the validation split, resume and the divergence policy, and the
+scipy.optimize bridge; :func:`rbp.fit_stream` trains on long streams. All of
+them share one :class:`~rbp.core.engine.EpochEngine` between epochs: history,
+evaluation, early stopping, checkpoints, callbacks, progress, the failure
+policy and weight decay.
 
 Models may add to the contract:
 
@@ -14,66 +18,56 @@ Models may add to the contract:
 ``loss_grad_info(theta, *batch, check=False) -> (loss, grad, info)``
     ``info`` is a dict of numbers (solver diagnostics) aggregated per epoch:
     keys starting with ``n_`` are summed, keys ending in ``_max`` take the
-    maximum, others are averaged; ``info["skip"]`` true means "do not apply
-    this step" (a skipped batch is counted in ``n_skipped``);
-``evaluate(theta, *data) -> dict``
-    forward-only metrics (``loss``, ``accuracy``) for the epoch summary;
+    maximum, others are averaged; ``info["failures"]`` lists the solver
+    failures (the engine applies the model's ``on_failure`` to them, once per
+    run); ``info["skip"]`` true means "do not apply this step" (a skipped
+    batch is counted in ``n_skipped``);
+``evaluate(theta, *data, on_failure=None) -> dict``
+    forward-only metrics (``loss``, ``accuracy``, ``n_unconverged``) for the
+    epoch summary;
 ``project(theta)``
     in-place projection applied after every update (e.g. a contraction
-    constraint).
+    constraint);
+``blas_work(batch) -> float``
+    multiply-adds of its largest matrix product (for ``threads="auto"``).
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
-import sys
 import time
 import warnings
 
 import numpy as np
 
-from .checkpoint import load_checkpoint, save_checkpoint
-from .model import check_int, check_real
+from .checkpoint import load_checkpoint
+from .engine import (
+    EpochEngine,
+    History,
+    Regularizer,
+    TrainResult,
+    aggregate,
+    blas_threads,
+    model_work,
+    progress_bar,
+    thread_limit,
+)
 from .optimizers import (
     OPTIMIZERS,
     SCIPY_METHODS,
     Optimizer,
-    add_weight_decay,
     clip_by_global_norm,
     get_optimizer,
+    learning_rate_key,
     scipy_minimize,
 )
-from .params import as_generator
-from .results import ConvergenceWarning, Result, Status
+from .results import ConvergenceWarning, DivergenceError, Status
+from .validation import as_generator, check_callable, check_choice, check_int, check_real, unknown_name_message
 
 __all__ = ["fit", "progress_bar", "Trainer", "TrainResult", "split_validation", "History", "DivergenceError"]
 
-
-class DivergenceError(RuntimeError):
-    """Training produced a non-finite loss or gradient (``on_divergence="raise"``)."""
-
-
-class TrainResult(Result):
-    """What a training run returns.
-
-    Keys: ``x`` (final parameters; the best ones when early stopping restored
-    them), ``success``, ``status`` (:class:`~rbp.core.results.Status`),
-    ``message``, ``nit`` (epochs trained, those before a resume included), ``history`` (dict of per-epoch lists:
-    ``epoch, loss, accuracy, val_loss, val_accuracy, grad_norm, seconds,
-    time`` plus the model's diagnostics), ``best_epoch``, ``optimizer_state``.
-    """
-
-
-class History(dict):
-    """Per-epoch metrics, a dict of equal-length lists (``pandas.DataFrame(h)`` works)."""
-
-    def append(self, row: dict):
-        n = len(self.get("epoch", []))
-        for key in set(self) | set(row):
-            column = self.setdefault(key, [math.nan] * n)
-            column.append(row.get(key, math.nan))
+_aggregate = aggregate  # the name older code imported
 
 
 def split_validation(data: tuple, fraction: float, rng: np.random.Generator):
@@ -97,37 +91,6 @@ def split_validation(data: tuple, fraction: float, rng: np.random.Generator):
     return tuple(a[train] for a in data), tuple(a[val] for a in data)
 
 
-def _aggregate(infos: list) -> dict:
-    out = {}
-    keys = {k for info in infos for k, v in info.items() if isinstance(v, (int, float, np.number))}
-    for key in sorted(keys):
-        values = [float(info[key]) for info in infos if key in info]
-        if not values or key == "skip":
-            continue
-        if key.startswith("n_"):
-            out[key] = float(np.sum(values))
-        elif key.endswith("_max"):
-            out[key] = float(np.max(values))
-        else:
-            out[key] = float(np.mean(values))
-    return out
-
-
-def progress_bar(enabled, total: int, desc: str):
-    """A tqdm bar over epochs on a terminal, or None.
-
-    ``enabled=None`` shows it only when stderr is a TTY, so runs in CI and
-    pipes stay quiet; ``False`` never shows it.
-    """
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="epoch", leave=False, file=sys.stderr)
-
-
 def fit(
     model,
     theta,
@@ -148,6 +111,8 @@ def fit(
     start_epoch: int = 0,
     history: dict | None = None,
     epoch_metrics=None,
+    weight_decay: float = 0.0,
+    threads="auto",
     checkpoint=None,
     checkpoint_every: int = 1,
     checkpoint_meta: dict | None = None,
@@ -187,8 +152,10 @@ def fit(
     evaluate_train : bool
         Report ``accuracy`` on the training data each epoch (one extra forward
         pass); the epoch ``loss`` is the running mean of batch losses either way.
-    progress : bool or None
-        Progress bar over epochs; ``None`` shows it only on a terminal.
+    progress : bool, None or "lines"
+        Progress over epochs: a bar on a terminal, and elsewhere a line
+        every ten seconds (``None``); always a bar (True), nothing (False),
+        or a line per epoch ("lines").
     start_epoch : int
         Epochs already done (when resuming); epochs are numbered from here.
     history : dict of lists, optional
@@ -198,6 +165,12 @@ def fit(
         accuracy, or a spectral radius on a probe batch); they join the
         history, and so the checkpoint: a resumed run keeps them for the
         epochs it does not train again.
+    weight_decay : float
+        L2 penalty ``weight_decay/2 ||mask theta||^2`` on the model's decayed
+        parameters (weights, not biases), added to every gradient.
+    threads : "auto", int or None
+        BLAS threads while training (:func:`rbp.core.engine.thread_limit`):
+        ``"auto"`` uses one thread for products too small to gain from more.
     checkpoint : path-like, optional
         Write a checkpoint (:func:`rbp.core.checkpoint.save_checkpoint`:
         parameters, optimizer state, generator state, epoch, history)
@@ -227,144 +200,112 @@ def fit(
         check_int(batch_size, "batch_size")
     check_int(epochs, "epochs", minimum=0)
     check_int(checkpoint_every, "checkpoint_every")
-    history_in = history
+    _check_checkpoint_path(checkpoint)
     theta = np.array(theta, copy=True)
     n = len(data[0])
     if n == 0:
         raise ValueError("data must contain at least one sample, got 0")
     bs = n if batch_size is None else int(batch_size)
-    lgi = getattr(model, "loss_grad_info", None)
-    if lgi is None:
-
-        def lgi(theta, *batch, check=False):
-            loss, grad = model.loss_and_grad(theta, *batch)
-            return loss, grad, {}
-
-    project = getattr(model, "project", None)
-    evaluate = getattr(model, "evaluate", None)
+    regularizer = Regularizer(check_real(weight_decay, "weight_decay", low_inclusive=True),
+                              model.params.decay_mask(getattr(model, "dtype", np.float64)))
     state = optimizer.init(theta) if optimizer_state is None else optimizer_state
-    update = optimizer.update
-
-    history = History()
-    for key, column in (history_in or {}).items():
-        history[key] = list(column)
-    best = (math.inf, None, start_epoch) if best is None else best
-    if early_stopping is None:
-        best = (best[0], None, best[2])  # only the epoch is tracked: no copies of theta
-    saved_epoch = None
-    status, message = Status.MAX_ITER, f"completed {epochs} epochs"
-    bar = progress_bar(progress, epochs, type(model).__name__)
-    elapsed = float(history["time"][-1]) if history.get("time") else 0.0  # continues across a resume
-    epoch = start_epoch
-    try:
-        for epoch in range(start_epoch + 1, start_epoch + epochs + 1):
-            t0 = time.perf_counter()
-            order = gen.permutation(n) if shuffle else np.arange(n)
-            total_loss, grad_sq, n_batches, n_skipped, n_used, infos = 0.0, 0.0, 0, 0, 0, []
-            diverged = False
-            shuffled = [a[order] for a in data]  # one gather per epoch; batches are slices of it
-            # Overflow is detected below (non-finite loss, gradient or step) and handled
-            # by the divergence policy, whatever the caller's numpy error state.
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                for start in range(0, n, bs):
-                    batch = [a[start : start + bs] for a in shuffled]
-                    m = batch[0].shape[0]
-                    loss, grad, info = lgi(theta, *batch, check=False)
-                    if info:
-                        infos.append(info)
-                        if info.get("skip"):
-                            n_skipped += 1
-                            continue
-                    # A sum of squares is finite iff every entry is (entries > ~1e154 overflow it: then look).
-                    gsq = float(grad @ grad)
-                    if not (math.isfinite(loss) and (math.isfinite(gsq) or np.all(np.isfinite(grad)))):
-                        diverged = True
-                        break
-                    step, new_state = update(grad, state, theta)
-                    new = (theta + step).astype(theta.dtype, copy=False)
-                    if not (math.isfinite(float(new @ new)) or np.all(np.isfinite(new))):
-                        diverged = True
-                        break
-                    theta, state = new, new_state
-                    if project is not None:
-                        project(theta)
-                    total_loss += loss * m
-                    n_used += m
-                    grad_sq += gsq
-                    n_batches += 1
-            seconds = time.perf_counter() - t0
-            elapsed += seconds
-            if diverged:
-                status = Status.DIVERGED
-                message = (
-                    f"epoch {epoch}: the loss or gradient became non-finite; training stopped with the "
-                    "last finite parameters. Lower the learning rate or enable gradient clipping/contraction."
-                )
-                break
-            row = {
-                "epoch": epoch,
-                "loss": total_loss / n_used if n_used else math.nan,
-                "grad_norm": math.sqrt(grad_sq / max(n_batches, 1)),
-                "seconds": seconds,
-                "time": elapsed,
-                "n_skipped": n_skipped,
-            }
-            row.update(_aggregate(infos))
-            if epoch_metrics is not None:
-                row.update({k: float(v) for k, v in epoch_metrics(theta).items()})
-            if evaluate is not None:
-                if evaluate_train and "accuracy" in getattr(model, "metrics", ("accuracy",)):
-                    train_eval = evaluate(theta, *data)
-                    if "accuracy" in train_eval:
-                        row["accuracy"] = train_eval["accuracy"]
-                if validation_data is not None:
-                    row.update({f"val_{k}": v for k, v in evaluate(theta, *validation_data).items()})
-            history.append(row)
-            monitored = row.get("val_loss", row["loss"])
-            if monitored < best[0] - min_delta:
-                best = (monitored, theta.copy() if early_stopping is not None else None, epoch)
-            if bar is not None:
-                bar.set_postfix(loss=f"{row['loss']:.4g}", refresh=False)
-                bar.update(1)
-            stop_early = early_stopping is not None and epoch - best[2] >= early_stopping
-            if checkpoint is not None and (
-                epoch % checkpoint_every == 0 or epoch == start_epoch + epochs or stop_early
-            ):
-                save_checkpoint(
-                    checkpoint, theta, optimizer_state=state, rng=gen, epoch=epoch, history=history,
-                    meta=dict(checkpoint_meta or {}, stopped_early=stop_early, optimizer=optimizer.name),
-                    # the best parameters only matter for early stopping; the epoch is reported always
-                    best=best if early_stopping is not None else (best[0], None, best[2]),
-                )
-                saved_epoch = epoch
-            if callback is not None:
-                try:
-                    callback(TrainResult(x=theta.copy(), fun=row["loss"], nit=epoch, history=history))
-                except StopIteration:
-                    status, message = Status.CALLBACK, f"stopped by the callback after epoch {epoch}"
-                    break
-            if stop_early:
-                status = Status.SUCCESS
-                message = (
-                    f"early stopping: no improvement for {early_stopping} epochs; "
-                    f"restored the best parameters from epoch {best[2]}"
-                )
-                break
-    finally:
-        if bar is not None:
-            bar.close()
-
-    if early_stopping is not None and status != Status.DIVERGED and best[1] is not None:
-        if status == Status.MAX_ITER and best[2] != epoch:
-            message += f"; restored the best parameters from epoch {best[2]}"
-        theta = best[1]
-    if status == Status.MAX_ITER:
-        status = Status.SUCCESS
-    success = status in (Status.SUCCESS, Status.CALLBACK)
-    return TrainResult(
-        x=theta, success=success, status=status, message=message, nit=epoch - start_epoch,
-        history=history, best_epoch=best[2], optimizer_state=state, checkpoint_epoch=saved_epoch,
+    engine = EpochEngine(
+        model, epochs=epochs, start_epoch=start_epoch, history=history, best=best, data=data,
+        validation_data=validation_data, evaluate_train=evaluate_train, early_stopping=early_stopping,
+        min_delta=min_delta, epoch_metrics=epoch_metrics, callback=callback, checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every, checkpoint_meta=checkpoint_meta, optimizer_name=optimizer.name, rng=gen,
+        progress=progress,
     )
+    with blas_threads(thread_limit(threads, model_work(model, bs))):
+        try:
+            for _ in range(epochs):
+                theta, state, row = _minibatch_epoch(model, theta, state, data, optimizer.update, regularizer, gen,
+                                                     bs, shuffle, engine)
+                if row is None or engine.end_epoch(theta, row, state):
+                    break
+        finally:
+            engine.progress.close()
+    return engine.finish(theta, state)
+
+
+def _loss_grad_info(model):
+    """The model's ``loss_grad_info``, or one made from ``loss_and_grad`` (no diagnostics)."""
+    lgi = getattr(model, "loss_grad_info", None)
+    if lgi is not None:
+        return lgi
+
+    def lgi(theta, *batch, check=False):
+        loss, grad = model.loss_and_grad(theta, *batch)
+        return loss, grad, {}
+
+    return lgi
+
+
+def _minibatch_epoch(model, theta, state, data, update, regularizer, gen, bs, shuffle, engine):
+    """One pass over ``data`` in batches of ``bs``: ``(theta, state, row)``, row None when it diverged."""
+    lgi = _loss_grad_info(model)
+    project = getattr(model, "project", None)
+    n = len(data[0])
+    t0 = time.perf_counter()
+    order = gen.permutation(n) if shuffle else np.arange(n)
+    total_loss, grad_sq, n_batches, n_skipped, n_used, infos = 0.0, 0.0, 0, 0, 0, []
+    shuffled = [a[order] for a in data]  # one gather per epoch; batches are slices of it
+    # Overflow is detected below (non-finite loss, gradient or step) and handled
+    # by the divergence policy, whatever the caller's numpy error state.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for start in range(0, n, bs):
+            batch = [a[start : start + bs] for a in shuffled]
+            m = batch[0].shape[0]
+            loss, grad, info = lgi(theta, *batch, check=False)
+            if info:
+                infos.append(info)
+                if engine.note(info):
+                    n_skipped += 1
+                    continue
+            # A sum of squares is finite iff every entry is (entries > ~1e154 overflow it: then look).
+            gsq = float(grad @ grad)
+            if not (math.isfinite(loss) and (math.isfinite(gsq) or np.all(np.isfinite(grad)))):
+                return theta, state, _diverged(engine)
+            step, new_state = update(regularizer.grad(theta, grad), state, theta)
+            new = (theta + step).astype(theta.dtype, copy=False)
+            if not (math.isfinite(float(new @ new)) or np.all(np.isfinite(new))):
+                return theta, state, _diverged(engine)
+            theta, state = new, new_state
+            if project is not None:
+                project(theta)
+            total_loss += loss * m
+            n_used += m
+            grad_sq += gsq
+            n_batches += 1
+    row = {
+        "loss": total_loss / n_used if n_used else math.nan,
+        "grad_norm": math.sqrt(grad_sq / max(n_batches, 1)),
+        "seconds": time.perf_counter() - t0,
+        "n_skipped": n_skipped,
+    }
+    row.update(aggregate(infos))
+    return theta, state, row
+
+
+def _diverged(engine):
+    engine.diverged("the loss or gradient became non-finite; training stopped with the last finite parameters. "
+                    "Lower the learning rate or enable gradient clipping/contraction.")
+    return None
+
+
+def _check_checkpoint_path(checkpoint):
+    """A checkpoint must be a file path whose folder can hold it: refuse a directory before any epoch runs."""
+    if checkpoint is None:
+        return
+    try:
+        path = os.fspath(checkpoint)
+    except TypeError:
+        raise ValueError(f"checkpoint must be a file path, got {type(checkpoint).__name__}") from None
+    if os.path.isdir(path):
+        raise ValueError(f"checkpoint must be a file path (e.g. run/model.train.npz), got the directory {path!r}")
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(parent) and not os.path.isdir(parent):
+        raise ValueError(f"checkpoint {path!r}: {parent!r} is a file, not a folder")
 
 
 class Trainer:
@@ -396,6 +337,10 @@ class Trainer:
         ``max_retries`` times).
     optimizer_options : dict, optional
         Other optimizer hyperparameters (``beta``, ``b1`` ...).
+    threads : "auto", int or None
+        BLAS threads while training; ``"auto"`` (default) uses one thread
+        when the model's matrix products are too small to gain from more
+        (never slower on a busy machine); None leaves the BLAS setting alone.
 
     Examples
     --------
@@ -430,91 +375,94 @@ class Trainer:
         callback=None,
         epoch_metrics=None,
         progress: bool | None = None,
+        threads="auto",
     ):
         self.model = model
         check_int(epochs, "epochs")
         explicit_batch = batch_size != "default"
-        if optimizer in SCIPY_METHODS:
-            for name, value, default in (("batch_size", batch_size if explicit_batch else None, None),
-                                         ("early_stopping", early_stopping, None), ("clip_norm", clip_norm, None)):
-                if value is not default:
+        if isinstance(optimizer, str) and optimizer in SCIPY_METHODS:
+            for name, value in (("batch_size", batch_size if explicit_batch else None),
+                                ("early_stopping", early_stopping), ("clip_norm", clip_norm)):
+                if value is not None:
                     raise ValueError(
                         f"{name}={value!r} has no effect with optimizer={optimizer!r}, which trains full batch "
                         f"through scipy.optimize.minimize; remove it or use a core optimizer"
                     )
         if not explicit_batch:
             batch_size = 32
-        if (
-            isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float))
-            or not math.isfinite(weight_decay) or not weight_decay >= 0
-        ):
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
-        check_real(min_delta, "min_delta", low_inclusive=True)
-        if clip_norm is not None:
-            check_real(clip_norm, "clip_norm")
-        if callback is not None and not callable(callback):
-            raise ValueError(f"callback must be callable or None, got {type(callback).__name__}")
-        if optimizer_options is not None and not isinstance(optimizer_options, dict):
-            raise ValueError(f"optimizer_options must be a dict, got {type(optimizer_options).__name__}")
-        check_int(max_retries, "max_retries", minimum=0)
         if batch_size is not None and (
             isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1
         ):
             raise ValueError(f"batch_size must be a positive integer or None (full batch), got {batch_size!r}")
-        if early_stopping is not None and (not isinstance(early_stopping, (int, np.integer)) or early_stopping < 1):
+        self.weight_decay = check_real(weight_decay, "weight_decay", low_inclusive=True)
+        check_real(min_delta, "min_delta", low_inclusive=True)
+        self.clip_norm = None if clip_norm is None else check_real(clip_norm, "clip_norm")
+        check_callable(callback, "callback")
+        check_callable(epoch_metrics, "epoch_metrics")
+        if optimizer_options is not None and not isinstance(optimizer_options, dict):
+            raise ValueError(f"optimizer_options must be a dict, got {type(optimizer_options).__name__}")
+        check_int(max_retries, "max_retries", minimum=0)
+        if early_stopping is not None and (
+            isinstance(early_stopping, bool) or not isinstance(early_stopping, (int, np.integer)) or early_stopping < 1
+        ):
+            # True is not "patience 1": an on/off switch here would silently mean a patience of one epoch
             raise ValueError(f"early_stopping must be a positive integer (patience) or None, got {early_stopping!r}")
-        self.epochs, self.batch_size, self.shuffle = int(epochs), batch_size, shuffle
-        self.validation_fraction, self.early_stopping, self.min_delta = validation_fraction, early_stopping, min_delta
-        self.callback, self.progress = callback, progress
-        if epoch_metrics is not None and not callable(epoch_metrics):
-            raise ValueError(f"epoch_metrics must be callable or None, got {type(epoch_metrics).__name__}")
-        self.epoch_metrics = epoch_metrics
-        self.weight_decay = weight_decay
         if validation_fraction is not None and (
             isinstance(validation_fraction, bool) or not isinstance(validation_fraction, (int, float))
             or not 0 < validation_fraction < 1
         ):
             raise ValueError(f"validation_fraction must be in (0, 1) or None, got {validation_fraction!r}")
-        if on_divergence not in ("warn", "raise", "halve"):
-            raise ValueError(f"on_divergence must be one of ['warn', 'raise', 'halve'], got {on_divergence!r}")
-        self.on_divergence, self.max_retries = on_divergence, int(max_retries) if on_divergence == "halve" else 0
-        self.clip_norm = clip_norm
-        if isinstance(optimizer, str) and optimizer not in SCIPY_METHODS and optimizer not in OPTIMIZERS:
-            import difflib
-
-            valid = sorted(OPTIMIZERS) + list(SCIPY_METHODS)
-            folded = {v.lower().replace("-", "").replace("_", ""): v for v in valid}
-            key = optimizer.lower().replace("-", "").replace("_", "")
-            near = [folded[k] for k in folded if key and (k.startswith(key) or key in k)]
-            near = near or [folded[k] for k in difflib.get_close_matches(key, list(folded), n=1)]
-            hint = f"; did you mean {near[0]!r}?" if near else ""
-            raise ValueError(f"optimizer must be one of {valid}, got {optimizer!r}{hint}")
-        if optimizer in SCIPY_METHODS:
+        self.epochs, self.batch_size, self.shuffle = int(epochs), batch_size, shuffle
+        self.validation_fraction, self.early_stopping, self.min_delta = validation_fraction, early_stopping, min_delta
+        self.callback, self.progress, self.epoch_metrics = callback, progress, epoch_metrics
+        self.on_divergence = check_choice(on_divergence, "on_divergence", ("warn", "raise", "halve"))
+        self.max_retries = int(max_retries) if on_divergence == "halve" else 0
+        if threads not in ("auto", None):
+            check_int(threads, "threads")
+        self.threads = threads
+        if isinstance(optimizer, Optimizer):
+            if learning_rate is not None or optimizer_options:
+                raise ValueError("an Optimizer instance carries its own hyperparameters: drop learning_rate and "
+                                 "optimizer_options")
+            self.scipy_method, self._optimizer_spec = None, (optimizer, {})
+        elif isinstance(optimizer, str) and optimizer in SCIPY_METHODS:
             if learning_rate is not None or optimizer_options:
                 raise ValueError(f"optimizer={optimizer!r} is a SciPy method: it takes no learning_rate/optimizer_options")
             self.scipy_method, self.optimizer = optimizer, None
+            return
         else:
+            if optimizer not in OPTIMIZERS:
+                raise ValueError(unknown_name_message("optimizer", optimizer, list(OPTIMIZERS) + list(SCIPY_METHODS)))
             options = dict(optimizer_options or {})
             if learning_rate is not None:
-                key = "step_init" if optimizer == "rprop" else "learning_rate"
+                key = learning_rate_key(optimizer)
+                if key is None:
+                    raise ValueError(f"optimizer {optimizer!r} has no learning rate; drop learning_rate")
                 options[key] = learning_rate
-            self.scipy_method = None
-            self._optimizer_spec = (optimizer, options)
-            self.optimizer = self._build_optimizer(1.0)
+            self.scipy_method, self._optimizer_spec = None, (optimizer, options)
+        self.optimizer = self._build_optimizer(1.0)
 
     def _build_optimizer(self, scale: float) -> Optimizer:
+        """The optimizer, its step scaled by ``scale`` (halving retries), with clipping."""
         name, options = self._optimizer_spec
-        options = dict(options)
-        if scale != 1.0:
-            key = "step_init" if name == "rprop" else "learning_rate"
-            lr = options.get(key)
-            if lr is None:  # the optimizer's own default
-                lr = inspect.signature(OPTIMIZERS[name]).parameters[key].default
-            options[key] = (lambda c, lr=lr: lr(c) * scale) if callable(lr) else lr * scale
-        opt = get_optimizer(name, **options)
+        if isinstance(name, Optimizer):
+            if scale != 1.0:
+                raise DivergenceError("cannot scale the learning rate of an Optimizer instance (on_divergence='halve')")
+            opt = name
+        else:
+            options = dict(options)
+            if scale != 1.0:
+                key = learning_rate_key(name)
+                lr = options.get(key)
+                if lr is None:  # the optimizer's own default
+                    import inspect
+
+                    lr = inspect.signature(OPTIMIZERS[name]).parameters[key].default
+                options[key] = (lambda c, lr=lr: lr(c) * scale) if callable(lr) else lr * scale
+            opt = get_optimizer(name, **options)
         if self.clip_norm is not None:
             opt = clip_by_global_norm(opt, self.clip_norm)
-        return add_weight_decay(opt, self.weight_decay, self.model.params.decay_mask(self.model.dtype))
+        return opt
 
     def fit(
         self, X, Y, *, rng=0, theta=None, validation_data=None, checkpoint=None, checkpoint_every=1, resume=False,
@@ -538,7 +486,9 @@ class Trainer:
             epochs and at the end.
         resume : bool
             Continue from ``checkpoint`` if it exists (pass the same data and
-            seed): the result is bit-identical to an uninterrupted run.
+            seed): the result is bit-identical to an uninterrupted run (for
+            the SciPy methods, the parameters and history continue but the
+            quasi-Newton memory restarts).
         **prepare_kwargs
             Extra arrays for ``model.prepare`` (for example ``mask``).
 
@@ -553,6 +503,10 @@ class Trainer:
             non-finite; the message names the last good checkpoint.
         """
         gen = as_generator(rng)
+        check_int(checkpoint_every, "checkpoint_every")
+        _check_checkpoint_path(checkpoint)
+        if resume and checkpoint is None:
+            raise ValueError("resume=True needs checkpoint=<path of the checkpoint file>")
         data = self.model.prepare(X, Y, **prepare_kwargs)
         val = None
         if validation_data is not None:
@@ -564,38 +518,22 @@ class Trainer:
                 val = self.model.prepare(*validation_data)
             except ValueError as exc:
                 raise ValueError(f"validation_data: {exc}") from None
-        if theta is None:
-            theta = self.model.init(gen)
-        else:
-            theta = self.model.check_theta(theta)
+        theta = self.model.init(gen) if theta is None else self.model.check_theta(theta)
         if val is None and self.validation_fraction:
             data, val = split_validation(data, self.validation_fraction, gen)
-        if self.scipy_method is not None:
-            return self._fit_scipy(theta, data, val)
-        check_int(checkpoint_every, "checkpoint_every")
-        if resume and checkpoint is None:
-            raise ValueError("resume=True needs checkpoint=<path of the checkpoint file>")
         fresh = {"theta": theta, "optimizer_state": None, "rng": gen, "epoch": 0, "history": None, "best": None}
         start, scale, stopped, own_checkpoint = dict(fresh), 1.0, False, False
         if resume and os.path.exists(checkpoint):
             start, scale, stopped = self._load(checkpoint, theta, gen)
             own_checkpoint = True
+        if self.scipy_method is not None:
+            return self._fit_scipy(start, data, val, checkpoint, checkpoint_every)
 
         optimizer = self._build_optimizer(scale)
         for attempt in range(self.max_retries + 1):
             remaining = self.epochs - start["epoch"]
             if remaining <= 0 or stopped:
-                # As an uninterrupted run would return: the best parameters under early stopping.
-                best = start["best"]
-                restore = self.early_stopping is not None and best is not None and best[1] is not None
-                done = best[1] if restore else start["theta"]
-                return TrainResult(
-                    x=done, success=True, status=Status.SUCCESS,
-                    message=f"already trained for {start['epoch']} epochs (checkpoint {checkpoint})",
-                    nit=start["epoch"], history=History(start["history"] or {}),
-                    best_epoch=start["best"][2] if start["best"] is not None else start["epoch"],
-                    optimizer_state=start["optimizer_state"],
-                )
+                return self._already_done(start, checkpoint)
             result = self._run(optimizer, data, val, start, remaining, checkpoint, checkpoint_every, scale)
             result["nit"] += start["epoch"]  # epochs trained in all, before a resume too
             own_checkpoint = own_checkpoint or result.get("checkpoint_epoch") is not None
@@ -619,19 +557,28 @@ class Trainer:
             warnings.warn(result.message, ConvergenceWarning, stacklevel=2)
         return result
 
+    def _already_done(self, start, checkpoint):
+        """As an uninterrupted run would return: the best parameters under early stopping."""
+        best = start["best"]
+        restore = self.early_stopping is not None and best is not None and best[1] is not None
+        return TrainResult(
+            x=best[1] if restore else start["theta"], success=True, status=Status.SUCCESS,
+            message=f"already trained for {start['epoch']} epochs (checkpoint {checkpoint})",
+            nit=start["epoch"], history=History(start["history"] or {}),
+            best_epoch=best[2] if best is not None else start["epoch"], optimizer_state=start["optimizer_state"],
+        )
+
     def _load(self, checkpoint, theta, gen):
         """Resume state from a checkpoint: start dict, learning-rate scale, stopped-early flag."""
-        loaded = load_checkpoint(
-            checkpoint, n_params=self.model.params.size,
-            optimizer_state=self._build_optimizer(1.0).init(theta),
-        )
-        start = {k: loaded[k] for k in ("theta", "optimizer_state", "epoch", "history", "best")}
+        fresh_state = None if self.scipy_method is not None else self._build_optimizer(1.0).init(theta)
+        loaded = load_checkpoint(checkpoint, n_params=self.model.params.size, optimizer_state=fresh_state)
+        start = {k: loaded.get(k) for k in ("theta", "optimizer_state", "epoch", "history", "best")}
         if "epoch" in start["history"]:
             start["history"]["epoch"] = [int(e) for e in start["history"]["epoch"]]
         start["rng"] = loaded["rng"] if loaded["rng"] is not None else gen
         start["theta"] = self.model.check_theta(start["theta"])
         meta = loaded["meta"]
-        expected = self._build_optimizer(1.0).name
+        expected = self.scipy_method or self._build_optimizer(1.0).name
         if meta.get("optimizer", expected) != expected:
             raise ValueError(
                 f"checkpoint {checkpoint} was written by optimizer {meta.get('optimizer')!r}; this trainer uses "
@@ -643,90 +590,78 @@ class Trainer:
         return start, float(scale), bool(meta.get("stopped_early", False))
 
     def _run(self, optimizer, data, val, start, epochs, checkpoint, checkpoint_every, scale=1.0):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
-            result = fit(
-                self.model, start["theta"], data, optimizer=optimizer, epochs=epochs, batch_size=self.batch_size,
-                shuffle=self.shuffle, rng=start["rng"], validation_data=val, early_stopping=self.early_stopping,
-                min_delta=self.min_delta, callback=self.callback, progress=self.progress,
-                epoch_metrics=self.epoch_metrics,
-                optimizer_state=start["optimizer_state"], start_epoch=start["epoch"], history=start["history"],
-                checkpoint=checkpoint, checkpoint_every=checkpoint_every, best=start.get("best"),
-                checkpoint_meta={"lr_scale": scale} if scale != 1.0 else None,
-            )
-        misses = []
-        for w in caught:
-            if issubclass(w.category, ConvergenceWarning):
-                misses.append(str(w.message))
-            else:
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        if misses:
-            # One warning at the caller's line, not one per batch deep in the loop;
-            # every miss is also counted per epoch in result.history.
-            warnings.warn(
-                f"{len(misses)} mini-batch(es) missed a solver threshold during training "
-                f"(counted per epoch in result.history, e.g. 'n_forward_failed'). First: {misses[0]}",
-                ConvergenceWarning, stacklevel=3,
-            )
-        return result
+        return fit(
+            self.model, start["theta"], data, optimizer=optimizer, epochs=epochs, batch_size=self.batch_size,
+            shuffle=self.shuffle, rng=start["rng"], validation_data=val, early_stopping=self.early_stopping,
+            min_delta=self.min_delta, callback=self.callback, progress=self.progress,
+            epoch_metrics=self.epoch_metrics, weight_decay=self.weight_decay, threads=self.threads,
+            optimizer_state=start["optimizer_state"], start_epoch=start["epoch"], history=start["history"],
+            checkpoint=checkpoint, checkpoint_every=checkpoint_every, best=start.get("best"),
+            checkpoint_meta={"lr_scale": scale} if scale != 1.0 else None,
+        )
 
-    def _fit_scipy(self, theta, data, val):
-        model, history = self.model, History()
-        mask = self.weight_decay * model.params.decay_mask()
-        t0 = time.perf_counter()
-        cache = {"x": None, "grad": None, "good": np.array(theta, copy=True)}
+    def _fit_scipy(self, start, data, val, checkpoint, checkpoint_every):
+        """Full batch through ``scipy.optimize.minimize``: one engine epoch per SciPy iteration."""
+        model = self.model
+        remaining = self.epochs - start["epoch"]
+        if remaining <= 0:
+            return self._already_done(start, checkpoint)
+        regularizer = Regularizer(self.weight_decay, model.params.decay_mask())
+        engine = EpochEngine(
+            model, epochs=remaining, start_epoch=start["epoch"], history=start["history"], data=data,
+            validation_data=val, epoch_metrics=self.epoch_metrics, callback=self.callback, checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every, optimizer_name=self.scipy_method, rng=start["rng"],
+            progress=self.progress,
+        )
+        cache = {"x": None, "grad": None, "good": np.array(start["theta"], copy=True), "t": time.perf_counter()}
+        lgi = _loss_grad_info(model)
 
         class _NonFinite(Exception):
             pass
 
         def fun(theta):
-            loss, grad = model.loss_and_grad(theta, *data, check=False)
-            if self.weight_decay:
-                loss += 0.5 * float(theta @ (mask * theta))
-                grad = grad + mask * theta
+            loss, grad, info = lgi(theta, *data, check=False)
+            engine.note(info)
+            loss += regularizer.penalty(theta)
+            grad = regularizer.grad(theta, grad)
             if not (math.isfinite(loss) and np.all(np.isfinite(grad))):
                 raise _NonFinite
             cache["x"], cache["grad"] = theta.copy(), grad
             return loss, grad
-
-        last = [t0]
 
         def cb(res):
             now = time.perf_counter()
             x = np.array(res.x, copy=True)
             cache["good"] = x
             grad = cache["grad"] if cache["x"] is not None and np.array_equal(cache["x"], x) else fun(x)[1]
-            row = {
-                "epoch": len(history.get("epoch", [])) + 1, "loss": float(res.fun), "time": now - t0,
-                "seconds": now - last[0], "grad_norm": float(np.linalg.norm(grad)),
-            }
-            last[0] = now
-            if "accuracy" in model.metrics:
-                row["accuracy"] = model.evaluate(x, *data).get("accuracy", math.nan)
-            if val is not None:
-                row.update({f"val_{k}": v for k, v in model.evaluate(x, *val).items()})
-            history.append(row)
-            if self.callback is not None:
-                self.callback(TrainResult(x=x.copy(), fun=res.fun, nit=row["epoch"], history=history))
+            row = {"loss": float(res.fun), "seconds": now - cache["t"], "grad_norm": float(np.linalg.norm(grad))}
+            cache["t"] = now
+            if engine.end_epoch(x, row):
+                raise StopIteration
 
-        try:
-            res = scipy_minimize(fun, theta, method=self.scipy_method, maxiter=self.epochs, callback=cb)
-        except _NonFinite:
-            message = (
-                f"scipy.optimize.minimize({self.scipy_method}) met a non-finite loss or gradient; returning the "
-                "last finite iterate. Rescale the inputs or use a core optimizer with a small learning rate."
-            )
-            if self.on_divergence == "raise":
-                raise DivergenceError(message) from None
-            warnings.warn(message, ConvergenceWarning, stacklevel=3)
-            n = len(history.get("epoch", []))
-            return TrainResult(
-                x=cache["good"], success=False, status=Status.DIVERGED, message=message, nit=n, history=history,
-                best_epoch=n, optimizer_state=None,
-            )
-        if not res.success and res.status != Status.CALLBACK:
-            warnings.warn(res.message + " " + res.status.message("the SciPy optimizer"), ConvergenceWarning, stacklevel=3)
-        return TrainResult(
-            x=res.x, success=res.success or res.status == Status.CALLBACK, status=res.status,
-            message=res.message, nit=res.nit, history=history, best_epoch=res.nit, optimizer_state=None,
-        )
+        with blas_threads(thread_limit(self.threads, model_work(model, len(data[0])))):
+            try:
+                res = scipy_minimize(fun, start["theta"], method=self.scipy_method, maxiter=remaining, callback=cb)
+            except _NonFinite:
+                message = (
+                    f"scipy.optimize.minimize({self.scipy_method}) met a non-finite loss or gradient; returning the "
+                    "last finite iterate. Rescale the inputs or use a core optimizer with a small learning rate."
+                )
+                engine.progress.close()
+                if self.on_divergence == "raise":
+                    raise DivergenceError(message) from None
+                engine.report_failures()
+                warnings.warn(message, ConvergenceWarning, stacklevel=3)
+                n = len(engine.history.get("epoch", []))
+                return TrainResult(x=cache["good"], success=False, status=Status.DIVERGED, message=message, nit=n,
+                                   history=engine.history, best_epoch=n, optimizer_state=None)
+        if engine.status == Status.CALLBACK:
+            res["status"], res["success"] = Status.CALLBACK, True
+        elif not res.success:
+            warnings.warn(res.message + " " + res.status.message("the SciPy optimizer"), ConvergenceWarning,
+                          stacklevel=3)
+        result = engine.finish(res.x)
+        result.update(status=res.status, message=res.message, nit=start["epoch"] + res.nit,
+                      success=bool(res.success) or res.status == Status.CALLBACK)
+        result["best_epoch"] = result["nit"]
+        return result

@@ -15,87 +15,15 @@ and ``self.dtype``, and implement ``init``, ``prepare`` and
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .losses import accuracy, encode_targets
+from .results import DivergenceError, apply_failure_policy
+from .validation import check_array, check_dtype, check_int, check_real  # noqa: F401 (re-exported)
 
 __all__ = ["Model", "check_array", "check_int", "check_dtype", "check_real"]
-
-
-def check_int(value, argument: str, *, minimum: int = 1) -> int:
-    """An integer >= ``minimum``, or a ValueError naming ``argument``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{argument} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def check_real(value, argument: str, *, low: float = 0.0, low_inclusive: bool = False, high: float | None = None,
-               high_inclusive: bool = True) -> float:
-    """A finite real number in the given range, or a ValueError naming ``argument``.
-
-    Examples
-    --------
-    >>> check_real(0.5, "damping", high=1.0)
-    0.5
-    """
-    import numbers
-
-    ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and np.isfinite(value)
-    if ok:
-        ok = value >= low if low_inclusive else value > low
-        if ok and high is not None:
-            ok = value <= high if high_inclusive else value < high
-    if not ok:
-        if low == 0 and high is None:
-            what = "a positive finite number" if not low_inclusive else "a finite number >= 0"
-        else:
-            lo = ("[" if low_inclusive else "(") + f"{low:g}"
-            hi = "inf)" if high is None else f"{high:g}" + ("]" if high_inclusive else ")")
-            what = f"a finite real number in {lo}, {hi}"
-        raise ValueError(f"{argument} must be {what}, got {value!r}")
-    return float(value)
-
-
-def check_dtype(dtype, argument: str = "dtype"):
-    """``numpy.float64`` or ``numpy.float32``, or a ValueError naming ``argument``."""
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        dt = None
-    if dt is None or dt not in (np.dtype(np.float64), np.dtype(np.float32)):
-        raise ValueError(f"{argument} must be float64 or float32, got {str(dt) if dt is not None else repr(dtype)}")
-    return dt.type
-
-
-def check_array(X, argument: str, *, ndim: int, last: int | None = None, dtype=np.float64) -> np.ndarray:
-    """A finite float array with ``ndim`` dimensions (and ``last`` features).
-
-    Raises ValueError naming ``argument``, the expected and the received
-    shape/values, before any work starts.
-
-    Examples
-    --------
-    >>> check_array([[1, 2]], "X", ndim=2, last=2)
-    array([[1., 2.]])
-    """
-    try:
-        A = np.asarray(X)
-    except ValueError as exc:  # ragged nested sequences
-        raise ValueError(f"{argument} must be a rectangular numeric array: {exc}") from None
-    if A.dtype == object or not (np.issubdtype(A.dtype, np.number) or A.dtype == bool):
-        raise ValueError(f"{argument} must be a numeric array, got dtype {A.dtype}")
-    if np.issubdtype(A.dtype, np.complexfloating):
-        raise ValueError(f"{argument} must be real, got dtype {A.dtype}")
-    if A.ndim != ndim:
-        want = {2: "(n_samples, n_features)", 3: "(batch, time, features)"}.get(ndim, f"{ndim} dimensions")
-        raise ValueError(f"{argument} must be a {ndim}-D array of shape {want}, got shape {A.shape}")
-    if last is not None and A.shape[-1] != last:
-        raise ValueError(f"{argument} must have {last} features (last axis), got shape {A.shape}")
-    A = A.astype(dtype, copy=False)
-    if not np.all(np.isfinite(A)):
-        bad = np.argwhere(~np.isfinite(A))[0]
-        raise ValueError(f"{argument} must be finite, got {A[tuple(bad)]} at index {tuple(int(i) for i in bad)}")
-    return A
 
 
 class Model:
@@ -150,6 +78,8 @@ class Model:
             raise ValueError("theta must be finite, got NaN or inf")
         return theta.astype(self.dtype, copy=False)
 
+    on_failure = "warn"
+
     def loss_and_grad(self, theta, X, Y, *args, check: bool = True, **kwargs):
         """Loss and gradient, the contract's training entry point.
 
@@ -170,17 +100,53 @@ class Model:
             Mean loss over the samples.
         grad : ndarray, shape (n_params,)
             Its gradient with respect to ``theta``.
+
+        Raises
+        ------
+        rbp.DivergenceError
+            When the loss or the gradient is not finite (the model overflowed).
+        rbp.NonConvergenceError
+            When a solver missed its threshold and ``on_failure="raise"``
+            (``"warn"`` and ``"skip"`` issue a :class:`rbp.ConvergenceWarning`).
         """
-        loss, grad, _ = self.loss_grad_info(theta, X, Y, *args, check=check, **kwargs)
+        loss, grad, info = self.loss_grad_info(theta, X, Y, *args, check=check, **kwargs)
+        self._report(info, None)
+        if not math.isfinite(loss) or not np.all(np.isfinite(grad)):
+            raise DivergenceError(
+                f"{type(self).__name__}.loss_and_grad: the loss ({loss}) or the gradient is not finite at theta: "
+                "the model overflowed; rescale the inputs or start from smaller weights"
+            )
         return loss, grad
 
-    def evaluate(self, theta, *data) -> dict:
-        """Forward-only metrics on prepared data: ``loss`` and, for
-        classification, ``accuracy``."""
-        scores, loss = self._forward_loss(theta, *data)
+    def _report(self, info: dict, on_failure) -> None:
+        """Apply the failure policy (``on_failure`` or the model's) to the failures listed in ``info``."""
+        apply_failure_policy(info, on_failure or self.on_failure)
+
+    def evaluate(self, theta, *data, on_failure=None) -> dict:
+        """Forward-only metrics on prepared data.
+
+        Parameters
+        ----------
+        theta : ndarray, shape (n_params,)
+        *data : ndarrays from :meth:`prepare`
+        on_failure : str, optional
+            Overrides the model's policy for solver failures (a trainer passes
+            ``"ignore"`` and reports the counts itself).
+
+        Returns
+        -------
+        dict
+            ``loss`` and, for classification, ``accuracy``; models with a
+            relaxation add ``n_unconverged``, the samples whose metrics come
+            from states that missed the threshold.
+        """
+        scores, loss, info = self._forward_loss(theta, *data)
         out = {"loss": loss}
         if self.loss.classification:
             out["accuracy"] = self._accuracy(scores, *data)
+        if "n_unconverged" in info:
+            out["n_unconverged"] = info["n_unconverged"]
+        self._report(info, on_failure)
         return out
 
     def _accuracy(self, scores, X, T, *rest):
@@ -200,7 +166,8 @@ class Model:
         return Yhat.argmax(axis=-1)
 
     def score(self, theta, X, Y, *args) -> float:
-        """Classification accuracy on raw ``X, Y`` (fraction correct)."""
+        """Classification accuracy on raw ``X, Y`` (fraction correct); ``on_failure`` applies to failed relaxations."""
         data = self.prepare(X, Y, *args)
-        scores, _ = self._forward_loss(self.check_theta(theta), *data)
+        scores, _, info = self._forward_loss(self.check_theta(theta), *data)
+        self._report(info, None)
         return self._accuracy(scores, *data)

@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from .validation import as_generator  # noqa: F401 (re-exported)
+
 __all__ = ["ParamSpec", "glorot_uniform", "he_normal", "as_generator"]
 
 
@@ -94,25 +96,6 @@ class ParamSpec:
     def __repr__(self):
         inner = ", ".join(f"{n}={s}" for n, s in self.shapes.items())
         return f"ParamSpec({inner}; size={self.size})"
-
-
-def as_generator(rng, *, argument: str = "rng") -> np.random.Generator:
-    """Accept a Generator or an int seed; anything else is an error.
-
-    Examples
-    --------
-    >>> bool(as_generator(0).integers(10) == as_generator(0).integers(10))
-    True
-    """
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if isinstance(rng, (int, np.integer)) and not isinstance(rng, (bool, np.bool_)) and rng >= 0:
-        return np.random.default_rng(int(rng))
-    raise ValueError(
-        f"{argument} must be a numpy.random.Generator or an int seed >= 0 "
-        f"(e.g. numpy.random.default_rng(0)), got "
-        f"{rng if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool) else type(rng).__name__}"
-    )
 
 
 def glorot_uniform(rng: np.random.Generator, fan_in: int, fan_out: int, *, gain: float = 1.0, shape=None):

@@ -13,7 +13,11 @@ import warnings
 
 from scipy.optimize import OptimizeResult
 
-__all__ = ["Status", "Result", "ConvergenceWarning", "NonConvergenceError", "warn_or_raise"]
+__all__ = ["Status", "Result", "ConvergenceWarning", "NonConvergenceError", "DivergenceError", "POLICIES",
+           "warn_or_raise", "apply_failure_policy"]
+
+#: What a missed solver threshold does (a model's ``on_failure``).
+POLICIES = ("warn", "raise", "skip", "ignore")
 
 
 class ConvergenceWarning(UserWarning):
@@ -22,6 +26,10 @@ class ConvergenceWarning(UserWarning):
 
 class NonConvergenceError(RuntimeError):
     """Raised instead of :class:`ConvergenceWarning` under ``on_failure="raise"``."""
+
+
+class DivergenceError(RuntimeError):
+    """A non-finite loss or gradient: from ``loss_and_grad``, or in training under ``on_divergence="raise"``."""
 
 
 class Status(enum.IntEnum):
@@ -95,3 +103,27 @@ def warn_or_raise(message: str, policy: str = "warn", *, stacklevel: int | None 
         warnings.warn(message, ConvergenceWarning, stacklevel=level)
     elif policy not in ("ignore", "skip"):
         raise ValueError(f"policy must be one of ['warn', 'raise', 'skip', 'ignore'], got {policy!r}")
+
+
+def apply_failure_policy(info: dict, policy: str, *, stacklevel: int | None = None) -> None:
+    """Report the solver failures a model listed in ``info["failures"]``, once, by ``policy``.
+
+    Models never warn themselves: they list what did not converge in their
+    info, and the edge that the user called (``loss_and_grad``,
+    ``evaluate``/``score``/``predict``, or the training engine for a whole
+    run) applies the policy once. ``"skip"`` (meaningful to the trainer,
+    which skips the update) warns like ``"warn"`` for a direct call.
+
+    Examples
+    --------
+    >>> apply_failure_policy({"failures": []}, "raise")   # nothing failed: nothing happens
+    >>> apply_failure_policy({"failures": ["forward relaxation did not converge"]}, "raise")
+    Traceback (most recent call last):
+    ...
+    rbp.core.results.NonConvergenceError: forward relaxation did not converge
+    """
+    failures = info.get("failures") if info else None
+    if not failures or policy == "ignore":
+        return
+    level = user_stacklevel() if stacklevel is None else stacklevel + 1
+    warn_or_raise(" ".join(failures), "warn" if policy == "skip" else policy, stacklevel=level)

@@ -34,7 +34,7 @@ __all__ = ["glyphs", "render_glyph", "DEFAULT_FONTS"]
 #: and renders the 36 characters ``A-Z0-9`` as distinct, non-empty glyphs (the
 #: STIX "Siz"/"NonUni" faces, the "Display" faces, ``cmex10``, ``cmsy10`` and
 #: ``cmmi10`` do not, and are left out).
-DEFAULT_FONTS = (
+_PREFERRED_FONTS = (
     "DejaVuSans",
     "DejaVuSans-Bold",
     "DejaVuSans-Oblique",
@@ -52,6 +52,21 @@ DEFAULT_FONTS = (
     "cmti10",
     "cmtt10",
 )
+
+
+def _bundled(stem: str) -> bool:
+    """Whether the installed matplotlib ships this face (found without importing matplotlib)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("matplotlib")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    return (Path(list(spec.submodule_search_locations)[0]) / "mpl-data" / "fonts" / "ttf" / f"{stem}.ttf").is_file()
+
+
+#: The default faces: the 16 above that the installed matplotlib bundles (``cmti10`` only
+#: ships with matplotlib >= 3.11; with an older one the default set has 15 faces).
+DEFAULT_FONTS = tuple(f for f in _PREFERRED_FONTS if _bundled(f))
 
 _SUPERSAMPLE = 4  # clean glyphs and their warps are computed on a 4x finer grid
 _FIT = 0.75  # the longer side of a clean glyph spans this fraction of the box
@@ -305,7 +320,7 @@ def glyphs(
     fonts : sequence of str or path-like, optional
         Faces to use, by file stem of a font bundled with matplotlib (for
         example ``"DejaVuSerif-Italic"``, ``"cmtt10"``) or by path of a
-        TrueType/OpenType file. Default :data:`DEFAULT_FONTS` (16 faces).
+        TrueType/OpenType file. Default :data:`DEFAULT_FONTS` (16 faces with matplotlib >= 3.11, 15 before).
     n_test_fonts : int
         How many whole faces are held out for the test set
         (``1 <= n_test_fonts < len(fonts)``).

@@ -520,7 +520,7 @@ class ElmanRNN(Model):
         O = Hs[1:].transpose(1, 0, 2) @ p["W_out"]
         O += p["b_out"]
         loss, _ = output_loss(self.loss, self.output, O[mask], T[mask])
-        return output_transform(self.output, O), loss / np.count_nonzero(mask)
+        return output_transform(self.output, O), loss / np.count_nonzero(mask), {}
 
     def _accuracy(self, scores, X, T, mask):
         """Fraction of the masked steps whose predicted class is right."""

@@ -1,105 +1,116 @@
-"""The recurrent network trained by recurrent backpropagation (Almeida-Pineda)."""
+"""Recurrent nets read out at a fixed point, trained by recurrent backpropagation (Almeida-Pineda).
+
+:class:`FixedPointModel` is any :class:`~rbp.recurrent.dynamics.Dynamics`
+plus a readout; its gradient reads as the math, one step per method:
+relax to ``x*`` -> the loss and its gradient ``dL/dx*`` at the readout ->
+the adjoint solve ``z (I - J^T) = dL/dx*`` -> the parameter products of
+``z`` -> diagnostics. :class:`FixedPointNet` is its fully connected case.
+"""
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
-from ..core.activations import get_activation, unknown_name_message
-from ..core.fixedpoint import METHODS as FORWARD_METHODS
 from ..core.fixedpoint import relax, spectrum
-from ..core.linsolve import METHODS as LINEAR_METHODS
 from ..core.linsolve import BatchedOperator, solve
 from ..core.losses import output_loss, output_transform, resolve_output
-from ..core.model import Model, check_array, check_int
-from ..core.params import ParamSpec, as_generator, glorot_uniform
-from ..core.results import Status, warn_or_raise
+from ..core.model import Model
+from ..core.params import ParamSpec, glorot_uniform
+from ..core.results import POLICIES, Result, Status
+from ..core.validation import as_generator, check_array, check_bool, check_choice, check_int, check_real
+from .dynamics import Dynamics, FullyConnected, take_rows
+from .options import BACKPROP_THROUGH_RELAXATION, BackwardOptions, ForwardOptions
 
-__all__ = ["FixedPointNet", "BACKWARD_METHODS"]
+__all__ = ["FixedPointModel", "FixedPointNet", "BACKWARD_METHODS"]
 
-#: Ways to propagate the error backward: the linear solvers of the core, plus
-#: backprop through the stored relaxation iterates (the reference).
-BACKWARD_METHODS = LINEAR_METHODS + ("bptt",)
-POLICIES = ("warn", "raise", "skip", "ignore")
+#: The built-in ways to propagate the error backward: the core's linear solvers,
+#: plus backprop through the stored relaxation iterates (the reference).
+BACKWARD_METHODS = ("direct", "gmres", "lgmres", "bicgstab", "cg-normal", "neumann", "relax",
+                    BACKPROP_THROUGH_RELAXATION)
 
-
-def _real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+_UNSET = object()
 
 
-class FixedPointNet(Model):
-    """A recurrent net read out at the fixed point of its dynamics.
+def _options(forward, backward, flat: dict):
+    """The two option objects from ``forward``/``backward`` (names or objects) and the flat shorthand."""
+    given = {k: v for k, v in flat.items() if v is not _UNSET}
+    fwd_keys = {"tol": "tol", "max_iter": "max_iter", "damping": "damping", "memory": "memory"}
+    bwd_keys = {"backward_tol": "tol", "backward_max_iter": "max_iter", "backward_damping": "damping",
+                "residual_history": "record_history"}
+    out = []
+    for value, keys, cls, name in ((forward, fwd_keys, ForwardOptions, "forward"),
+                                   (backward, bwd_keys, BackwardOptions, "backward")):
+        mine = {keys[k]: v for k, v in given.items() if k in keys}
+        if isinstance(value, cls):
+            if mine:
+                raise ValueError(
+                    f"{name} is a {cls.__name__}: set {sorted(k for k in given if k in keys)} inside it, not as "
+                    "keywords as well"
+                )
+            out.append(value)
+        elif isinstance(value, str):
+            out.append(cls(value, **mine))
+        else:
+            raise ValueError(f"{name} must be a method name or a {cls.__name__}, got {value!r}")
+    return out
+
+
+class FixedPointModel(Model):
+    """Any recurrent dynamics read out at its fixed point, trained by recurrent backprop.
 
     Parameters
     ----------
-    n_in, n_units, n_out : int
-        Input features, recurrent units, outputs.
-    activation : str
-        Unit nonlinearity ``f`` (``tanh, logistic, softplus, relu, identity``).
+    dynamics : Dynamics
+        The map ``x -> F(x; theta, u)`` and its products
+        (:mod:`rbp.recurrent.dynamics`); ``n_in`` inputs, ``n_state`` units.
+    n_out : int
+        Outputs.
     output, loss : str
         Readout layer and loss, as for :class:`rbp.MLP`.
-    pineda : bool
-        Pineda's original form: no separate readout; the last ``n_out``
-        recurrent units are the outputs and the loss (``squared``) is taken on
-        their states.
-    forward : str
-        Relaxation method (:func:`rbp.core.fixedpoint.relax`): ``picard``,
-        ``anderson``, ``ode`` or a ``scipy.optimize.root`` method.
-    backward : str
-        How the error is propagated back: ``direct, gmres, lgmres, bicgstab,
-        cg-normal, neumann, relax`` solve the adjoint system through
-        :func:`rbp.core.linsolve.solve`; ``bptt`` backpropagates through the
-        stored relaxation iterates (forward must be ``picard``).
-    tol, max_iter, damping, memory : float, int, float, int
-        Forward threshold (per-sample relative residual), iteration cap,
-        Picard damping ``tau`` and Anderson memory.
-    backward_tol, backward_max_iter, backward_damping : float, int, float
-        The adjoint solve's relative tolerance, cap and (``relax``) step.
-        ``backward="neumann", backward_tol=0, backward_max_iter=K`` is
-        Neumann-RBP truncated at exactly K terms (Liao et al. 2018).
+    readout : {"linear", "state"}
+        ``"linear"``: outputs ``x* V + c`` (parameters ``V``, ``c``);
+        ``"state"``: the last ``n_out`` units are the outputs (Pineda's
+        original form; ``loss="squared"``, no readout parameters).
+    forward : str or ForwardOptions
+        How to relax (a registered forward method, see :class:`ForwardOptions`).
+    backward : str or BackwardOptions
+        How to propagate the error back: a registered linear solver for the
+        adjoint system, or ``"bptt"`` (backprop through the stored Picard
+        iterates; forward must be ``picard``).
+    tol, max_iter, damping, memory : optional
+        Shorthand for the :class:`ForwardOptions` fields when ``forward`` is a name.
+    backward_tol, backward_max_iter, backward_damping, residual_history : optional
+        Shorthand for the :class:`BackwardOptions` fields (``tol``,
+        ``max_iter``, ``damping``, ``record_history``).
     contraction : float, optional
-        Keep ``||W||_2 * Lip(f) <= contraction`` (< 1) by rescaling ``W``
-        after every update (:meth:`project`), which guarantees a unique,
-        globally attracting fixed point.
+        Keep the dynamics a contraction with this constant (< 1) by calling
+        ``dynamics.project`` after every update.
     on_failure : {"warn", "raise", "skip", "ignore"}
-        What a missed forward or backward threshold does: a
-        :class:`rbp.ConvergenceWarning` (default), a
-        :class:`rbp.NonConvergenceError`, skipping the update (the trainer
-        counts it), or nothing. Every miss is counted in the diagnostics.
+        What a missed forward or backward threshold does where it is
+        reported (``loss_and_grad``, ``evaluate``/``score``/``predict``, a
+        trainer's run): a :class:`rbp.ConvergenceWarning`, a
+        :class:`rbp.NonConvergenceError`, skipping the update (trainers;
+        a warning elsewhere), or nothing. Every miss is counted in the
+        diagnostics either way.
     spectral : bool
         Also report the spectral radius and largest real eigenvalue of the
         Jacobian at the fixed point with every gradient.
-    residual_history : bool
-        Record the adjoint residual after every iteration for ``lgmres``,
-        ``bicgstab`` and ``cg-normal`` too (one extra operator application
-        each; the other methods record it for free).
-    init_scale : float
-        Initial ``||W||_2 * Lip(f)`` (approximately).
-
-    Attributes
-    ----------
-    params : ParamSpec
-        ``W (n_units, n_units)``, ``U (n_in, n_units)``, ``b (n_units,)`` and,
-        unless ``pineda``, ``V (n_units, n_out)``, ``c (n_out,)``.
 
     Notes
     -----
-    Forward: relax ``x <- (1 - tau) x + tau f(x W + u U + b)`` (rows are
-    samples) to ``x*``. With ``a* = x* W + u U + b`` and ``D = diag(f'(a*))``
-    the error is propagated back by solving the adjoint system (Almeida 1987;
-    Pineda 1987)
+    Forward: relax ``x <- (1 - tau) x + tau F(x)`` (rows are samples) to
+    ``x*``. With ``J = dF/dx`` at ``x*`` (``dF = dx J``) the error is
+    propagated back by solving the adjoint system (Almeida 1987; Pineda 1987)
 
-        ``z (I - D W^T) = dL/dx*``
+        ``z (I - J^T) = dL/dx*``
 
-    then ``delta = z * f'(a*)``, ``dL/dW = x*^T delta``, ``dL/dU = u^T delta``,
-    ``dL/db = sum delta``. This is the implicit function theorem applied to
-    ``x* = F(x*)``; it needs only ``x*``, not the path to it, so its memory
-    does not grow with the number of relaxation steps. Pineda's result: the
-    adjoint relaxation ``z <- dL/dx* + (z * f') W^T`` has the Jacobian's
-    spectrum, so a stable fixed point has a convergent adjoint iteration.
-    Invariant: the gradient is that of the loss at the relaxed state; it
-    equals central differences when both thresholds are tight.
+    then ``dL/dtheta = z dF/dtheta``. This is the implicit function theorem
+    applied to ``x* = F(x*)``; it needs only ``x*``, not the path to it, so
+    its memory does not grow with the number of relaxation steps. Pineda's
+    result: the adjoint relaxation ``z <- dL/dx* + z J^T`` has the
+    Jacobian's spectrum, so a stable fixed point has a convergent adjoint
+    iteration. Invariant: the gradient is that of the loss at the relaxed
+    state; it equals central differences when both thresholds are tight.
 
     References
     ----------
@@ -112,45 +123,43 @@ class FixedPointNet(Model):
     Examples
     --------
     >>> import numpy as np
-    >>> from rbp import FixedPointNet, check_grad
-    >>> net = FixedPointNet(3, 5, 2, loss="cross_entropy", tol=1e-12, backward="direct")
+    >>> from rbp import check_grad
+    >>> from rbp.recurrent.dynamics import FullyConnected
+    >>> net = FixedPointModel(FullyConnected(3, 5), 2, loss="cross_entropy", tol=1e-12, backward="direct")
     >>> theta = net.init(np.random.default_rng(0))
     >>> X = np.random.default_rng(1).normal(size=(4, 3)); y = np.array([0, 1, 1, 0])
-    >>> loss, grad = net.loss_and_grad(theta, X, y)
     >>> check_grad(net.loss_and_grad, theta, (X, y), rtol=1e-6).success
     True
     """
 
     def __init__(
         self,
-        n_in,
-        n_units,
+        dynamics: Dynamics,
         n_out,
-        activation="tanh",
+        *,
         output=None,
         loss="squared",
-        *,
-        pineda: bool = False,
-        forward: str = "anderson",
-        backward: str = "gmres",
-        tol: float = 1e-6,
-        max_iter: int = 500,
-        damping: float = 1.0,
-        memory: int = 5,
-        backward_tol: float = 1e-6,
-        backward_max_iter: int | None = None,
-        backward_damping: float = 1.0,
+        readout: str = "linear",
+        forward="anderson",
+        backward="gmres",
+        tol=_UNSET,
+        max_iter=_UNSET,
+        damping=_UNSET,
+        memory=_UNSET,
+        backward_tol=_UNSET,
+        backward_max_iter=_UNSET,
+        backward_damping=_UNSET,
+        residual_history=_UNSET,
         contraction: float | None = None,
         on_failure: str = "warn",
         spectral: bool = False,
-        residual_history: bool = False,
-        init_scale: float = 0.5,
     ):
-        self.n_in = check_int(n_in, "n_in")
-        self.n_units = check_int(n_units, "n_units")
-        self.n_out = check_int(n_out, "n_out")
-        self.activation = get_activation(activation)
-        self.pineda = bool(pineda)
+        if not isinstance(dynamics, Dynamics):
+            raise ValueError(f"dynamics must be an rbp.recurrent.dynamics.Dynamics, got {type(dynamics).__name__}")
+        self.dynamics = dynamics
+        self.n_in, self.n_units, self.n_out = dynamics.n_in, dynamics.n_state, check_int(n_out, "n_out")
+        self.readout = check_choice(readout, "readout", ("linear", "state"))
+        self.pineda = self.readout == "state"
         if self.pineda:
             if loss != "squared" or output not in (None, "identity"):
                 raise ValueError(
@@ -158,58 +167,57 @@ class FixedPointNet(Model):
                     f"and output=None, got loss={loss!r}, output={output!r}"
                 )
             if self.n_out > self.n_units:
-                raise ValueError(f"pineda=True needs n_out <= n_units, got n_out={n_out}, n_units={n_units}")
+                raise ValueError(f"pineda=True needs n_out <= n_units, got n_out={n_out}, n_units={self.n_units}")
         self.loss, self.output = resolve_output(loss, output, self.n_out)
-        if forward not in FORWARD_METHODS:
-            raise ValueError(unknown_name_message("forward", forward, FORWARD_METHODS))
-        if backward not in BACKWARD_METHODS:
-            raise ValueError(unknown_name_message("backward", backward, BACKWARD_METHODS))
-        if backward == "bptt" and forward != "picard":
-            raise ValueError(f"backward='bptt' differentiates the Picard iterates, so it needs forward='picard', got {forward!r}")
-        if on_failure not in POLICIES:
-            raise ValueError(unknown_name_message("on_failure", on_failure, POLICIES))
-        if not (_real(tol) and np.isfinite(tol) and tol > 0):
-            raise ValueError(f"tol must be a positive finite float, got {tol!r}")
-        fixed_terms = backward in ("neumann", "relax") and backward_max_iter is not None
-        if not (_real(backward_tol) and np.isfinite(backward_tol) and (backward_tol > 0 or (backward_tol == 0 and fixed_terms))):
+        self.forward_options, self.backward_options = _options(forward, backward, dict(
+            tol=tol, max_iter=max_iter, damping=damping, memory=memory, backward_tol=backward_tol,
+            backward_max_iter=backward_max_iter, backward_damping=backward_damping,
+            residual_history=residual_history))
+        if self.backward == BACKPROP_THROUGH_RELAXATION and self.forward != "picard":
             raise ValueError(
-                f"backward_tol must be a positive float (or 0 with backward='neumann'/'relax' and "
-                f"backward_max_iter=K for exactly K terms), got {backward_tol!r} with backward={backward!r}"
+                f"backward='bptt' differentiates the Picard iterates, so it needs forward='picard', got {self.forward!r}"
             )
-        if not (_real(damping) and 0 < damping <= 1):
-            raise ValueError(f"damping must be in (0, 1], got {damping!r}")
-        if not (_real(backward_damping) and 0 < backward_damping <= 1):
-            raise ValueError(f"backward_damping must be in (0, 1], got {backward_damping!r}")
-        if contraction is not None and not (_real(contraction) and 0 < contraction < 1):
-            raise ValueError(f"contraction must be in (0, 1) or None, got {contraction!r}")
-        self.forward, self.backward = forward, backward
-        self.tol, self.max_iter, self.damping = float(tol), check_int(max_iter, "max_iter"), damping
-        self.memory = check_int(memory, "memory")
-        self.backward_tol, self.backward_damping = float(backward_tol), backward_damping
-        self.backward_max_iter = None if backward_max_iter is None else check_int(backward_max_iter, "backward_max_iter")
-        self.contraction, self.on_failure, self.spectral = contraction, on_failure, spectral
-        self.residual_history = bool(residual_history)
-        if not (_real(init_scale) and np.isfinite(init_scale) and init_scale > 0):
-            raise ValueError(f"init_scale must be a positive finite float, got {init_scale!r}")
-        self.init_scale = float(init_scale)
+        self.on_failure = check_choice(on_failure, "on_failure", POLICIES)
+        if contraction is not None:
+            contraction = check_real(contraction, "contraction", high=1.0, high_inclusive=False)
+            if dynamics.project is None:
+                raise ValueError(f"contraction needs dynamics with a project() method; {dynamics!r} has none")
+        self.contraction = contraction
+        self.spectral = check_bool(spectral, "spectral")
         self.dtype = np.float64
-        n = self.n_units
-        shapes = {"W": (n, n), "U": (self.n_in, n), "b": (n,)}
+        shapes = dict(dynamics.shapes())
+        decay = list(dynamics.decay if dynamics.decay is not None else
+                     [k for k in shapes if k[:1] in ("W", "U")])
         if not self.pineda:
-            shapes.update(V=(n, self.n_out), c=(self.n_out,))
-        self.params = ParamSpec(shapes, decay=("W", "U") if self.pineda else ("W", "U", "V"))
+            for name in ("V", "c"):
+                if name in shapes:
+                    raise ValueError(f"the dynamics' parameter {name!r} collides with the readout's (V, c)")
+            shapes.update(V=(self.n_units, self.n_out), c=(self.n_out,))
+            decay.append("V")
+        self.params = ParamSpec(shapes, decay=decay)
+
+    # the option objects' fields, read-only, under the flat names
+    forward = property(lambda self: self.forward_options.method)
+    backward = property(lambda self: self.backward_options.method)
+    tol = property(lambda self: self.forward_options.tol)
+    max_iter = property(lambda self: self.forward_options.max_iter)
+    damping = property(lambda self: self.forward_options.damping)
+    memory = property(lambda self: self.forward_options.memory)
+    backward_tol = property(lambda self: self.backward_options.tol)
+    backward_max_iter = property(lambda self: self.backward_options.max_iter)
+    backward_damping = property(lambda self: self.backward_options.damping)
+    residual_history = property(lambda self: self.backward_options.record_history)
 
     def __repr__(self):
         return (
-            f"FixedPointNet({self.n_in}, {self.n_units}, {self.n_out}, activation={self.activation.name!r}, "
-            f"loss={self.loss.name!r}, forward={self.forward!r}, backward={self.backward!r}"
-            + (", pineda=True" if self.pineda else "") + ")"
+            f"FixedPointModel({self.dynamics!r}, {self.n_out}, loss={self.loss.name!r}, forward={self.forward!r}, "
+            f"backward={self.backward!r}" + (", readout='state'" if self.pineda else "") + ")"
         )
 
     # -- the contract ---------------------------------------------------------------
 
     def init(self, rng) -> np.ndarray:
-        """Random parameters with ``||W||_2 * Lip(f)`` about ``init_scale``.
+        """The dynamics' initial parameters, then a Glorot-uniform readout ``V`` and zero ``c``.
 
         Parameters
         ----------
@@ -222,12 +230,9 @@ class FixedPointNet(Model):
         rng = as_generator(rng)
         theta = np.zeros(self.params.size)
         p = self.params.unravel(theta)
-        n = self.n_units
-        # A Gaussian n x n matrix with entries N(0, 1/n) has ||W||_2 close to 2.
-        p["W"][...] = rng.normal(0.0, 1.0 / np.sqrt(n), (n, n)) * (self.init_scale / 2 / self.activation.lipschitz)
-        p["U"][...] = glorot_uniform(rng, self.n_in, n)
+        self.dynamics.init(rng, p)
         if not self.pineda:
-            p["V"][...] = glorot_uniform(rng, n, self.n_out)
+            p["V"][...] = glorot_uniform(rng, self.n_units, self.n_out)
         return theta
 
     def relax(self, theta, X, *, store_iterates=False):
@@ -244,18 +249,18 @@ class FixedPointNet(Model):
             From :func:`rbp.core.fixedpoint.relax`; ``x`` is (n_samples, n_units).
         """
         p = self.params.unravel(theta)
-        W, f = p["W"], self.activation.f
-        drive = X @ p["U"] + p["b"]
+        return self._relax(p, self.dynamics.drive(p, X), X.shape[0], store_iterates)
 
-        def F(x, rows):
-            a = x @ W
-            a += drive[rows]
-            return f(a)
+    def _relax(self, p, d, B, store_iterates=False):
+        dyn = self.dynamics
 
-        return relax(
-            F, np.zeros((X.shape[0], self.n_units)), method=self.forward, tol=self.tol, max_iter=self.max_iter,
-            damping=self.damping, memory=self.memory, store_iterates=store_iterates,
-        )
+        def F(x, rows):  # rows is sorted: all B of them means every sample, in order
+            return dyn.F(p, x, d if len(rows) == B else take_rows(d, rows))
+
+        opts = self.forward_options
+        extra = {"store_iterates": True} if store_iterates else {}
+        return relax(F, np.zeros((B, self.n_units)), method=opts.method, tol=opts.tol, max_iter=opts.max_iter,
+                     **opts.relax_options(), **extra)
 
     def _readout(self, p, x):
         if self.pineda:
@@ -266,6 +271,12 @@ class FixedPointNet(Model):
 
     def loss_grad_info(self, theta, X, Y, check: bool = True):
         """Mean loss, its recurrent-backprop gradient, and solver diagnostics.
+
+        The steps: relax to ``x*``; the loss and ``dL/dx*`` at the readout;
+        the adjoint solve; the parameter products; the diagnostics. Solver
+        failures are listed in ``info["failures"]``, never warned here: the
+        caller's edge (:meth:`loss_and_grad`, a trainer) applies
+        ``on_failure`` once.
 
         Parameters
         ----------
@@ -284,54 +295,112 @@ class FixedPointNet(Model):
             ``n_forward_failed`` (samples that missed ``tol``),
             ``forward_residual_max``, ``adjoint_iterations``, ``adjoint_matvecs``,
             ``adjoint_residual``, ``n_adjoint_failed``, optionally
-            ``spectral_radius`` and ``max_real_eigenvalue``, ``skip`` (when the
-            policy is ``"skip"`` and a solver failed), and the full solver
-            results under ``forward`` and ``adjoint`` (residual histories).
+            ``spectral_radius`` and ``max_real_eigenvalue``, ``failures``
+            (messages saying what did not converge and what to change),
+            ``skip`` (when the policy is ``"skip"`` and a solver failed), and
+            the full solver results under ``forward`` and ``adjoint``
+            (residual histories).
         """
         if check:
             theta = self.check_theta(theta)
             X, Y = self.prepare(X, Y)
         p = self.params.unravel(theta)
-        W = p["W"]
-        B, n = X.shape[0], self.n_units
-        fwd = self.relax(theta, X, store_iterates=self.backward == "bptt")
+        dyn, B = self.dynamics, X.shape[0]
+        d = dyn.drive(p, X)
+        bptt = self.backward == BACKPROP_THROUGH_RELAXATION
+        fwd = self._relax(p, d, B, store_iterates=bptt)
         x = fwd.x
-        drive = X @ p["U"] + p["b"]
-        a = x @ W + drive
-        fp = self.activation.df(a, self.activation.f(a))
-
-        a_out = self._readout(p, x)
-        loss, delta = output_loss(self.loss, "identity" if self.pineda else self.output, a_out, Y)
-        delta *= 1.0 / B
         grad = np.zeros_like(theta)
         g = self.params.unravel(grad)
+        loss, gx = self._loss_at_readout(p, x, Y, g)
+        if bptt:
+            adj, z_d = self._backprop_iterates(p, d, fwd, gx, g)
+            lin = None
+        else:
+            lin = dyn.linearize(p, x, d)
+            adj = self._adjoint_solve(p, x, d, lin, gx)
+            z_d = dyn.vjp_params(p, x, d, adj.x, lin, g)
+        dyn.vjp_drive(p, X, z_d, g)
+        return loss / B, grad, self._diagnostics(p, x, d, lin, fwd, adj)
+
+    def _loss_at_readout(self, p, x, Y, g):
+        """The summed loss and ``dL/dx*`` (mean-scaled), with the readout's gradient in ``g``."""
+        B = x.shape[0]
+        loss, delta = output_loss(self.loss, "identity" if self.pineda else self.output, self._readout(p, x), Y)
+        delta *= 1.0 / B
         if self.pineda:
-            gx = np.zeros((B, n))
+            gx = np.zeros_like(x)
             gx[:, -self.n_out :] = delta
-        else:
-            np.matmul(x.T, delta, out=g["V"])
-            np.sum(delta, axis=0, out=g["c"])
-            gx = delta @ p["V"].T
+            return loss, gx
+        np.matmul(x.T, delta, out=g["V"])
+        np.sum(delta, axis=0, out=g["c"])
+        return loss, delta @ p["V"].T
 
-        if self.backward == "bptt":
-            adj = self._backprop_iterates(fwd, gx, W, drive, X, g)
-        else:
-            op = BatchedOperator(
-                matvec=lambda Z: Z - (Z * fp) @ W.T,
-                rmatvec=lambda Z: Z - (Z @ W) * fp,
-                dense=lambda: np.eye(n) - W[None] * fp[:, None, :],
-                dense_sample=lambda i: np.eye(n) - W * fp[i],
-                shape=(B, n),
-            )
-            adj = solve(
-                op, gx, method=self.backward, rtol=self.backward_tol, maxiter=self.backward_max_iter,
-                damping=self.backward_damping, record_history=self.residual_history,
-            )
-            delta_h = adj.x * fp
-            g["W"][...] = x.T @ delta_h
-            g["U"][...] = X.T @ delta_h
-            g["b"][...] = delta_h.sum(axis=0)
+    def adjoint_operator(self, p, x, d, lin) -> BatchedOperator:
+        """``A = I - J`` at the fixed point as a batched operator: ``A z = z - z J^T`` row by row."""
+        dyn, (B, n) = self.dynamics, x.shape
+        rmatvec = None if dyn.jvp_state is None else (lambda Z: Z - dyn.jvp_state(p, x, d, Z, lin))
+        dense = dense_sample = None
+        if dyn.jacobian is not None:
+            eye = np.eye(n)
 
+            def dense():
+                return eye - dyn.jacobian(p, x, d, lin)
+
+            def dense_sample(i):
+                rows = slice(i, i + 1)
+                return eye - dyn.jacobian(p, x[rows], take_rows(d, rows), take_rows(lin, rows))[0]
+
+        return BatchedOperator(lambda Z: Z - dyn.vjp_state(p, x, d, Z, lin), (B, n), rmatvec=rmatvec, dense=dense,
+                               dense_sample=dense_sample)
+
+    def _adjoint_solve(self, p, x, d, lin, gx) -> Result:
+        opts = self.backward_options
+        if opts.method == "cg-normal" and self.dynamics.jvp_state is None:
+            raise ValueError(f"backward='cg-normal' needs the dynamics' jvp_state; {self.dynamics!r} has none")
+        return solve(self.adjoint_operator(p, x, d, lin), gx, method=opts.method, rtol=opts.tol,
+                     maxiter=opts.max_iter, **opts.solve_options())
+
+    def _backprop_iterates(self, p, d, fwd, gx, g):
+        """Backprop through the stored Picard iterates (the BPTT reference).
+
+        With ``x_{k+1} = x_k + tau (F(x_k) - x_k)`` for the samples still
+        running at step ``k``: ``xbar_k = (1 - tau) xbar_{k+1} + tau xbar_{k+1} J_k^T``
+        and the parameters collect ``tau xbar_{k+1} dF/dtheta`` at ``x_k``;
+        memory grows with the number of iterations. With ``tau = 1``,
+        ``F(x_k)`` is the next iterate, which the dynamics may reuse.
+
+        Returns
+        -------
+        (Result, z_d)
+            The reported result (``nit`` = steps backpropagated) and the
+            gradient with respect to the drive, summed over the steps.
+        """
+        dyn, tau = self.dynamics, self.damping
+        steps = len(fwd.iterates)
+        xbar = gx.copy()
+        z_d = np.zeros_like(gx) if steps == 0 else None
+        nexts = list(fwd.iterates[1:]) + [fwd.x]
+        for k in range(steps - 1, -1, -1):
+            frozen = ~fwd.active[k]
+            xk = fwd.iterates[k]
+            lin = dyn.linearize(p, xk, d, fx=nexts[k] if tau == 1.0 else None)
+            z = xbar if tau == 1.0 else xbar * tau
+            if frozen.any():
+                z = z.copy()
+                z[frozen] = 0.0
+            new, dk = dyn.vjp(p, xk, d, z, lin, g)
+            z_d = dk if z_d is None else z_d + dk
+            if tau != 1.0:
+                new += (1.0 - tau) * xbar
+            if frozen.any():
+                new[frozen] = xbar[frozen]
+            xbar = new
+        adj = Result(x=xbar, success=True, status=Status.SUCCESS, message="backprop through the relaxation",
+                     nit=steps, n_matvec=steps, residual=0.0, residuals=[], method="bptt")
+        return adj, z_d
+
+    def _diagnostics(self, p, x, d, lin, fwd, adj) -> dict:
         info = {
             "forward_iterations": float(fwd.nit_per_sample.mean()),
             "forward_iterations_max": float(fwd.nit),
@@ -345,102 +414,76 @@ class FixedPointNet(Model):
             "adjoint": adj,
         }
         if self.spectral:
-            info["spectral_radius"], info["max_real_eigenvalue"] = self.jacobian_spectrum(W, fp)
-        failed = [r.message for r in (fwd, adj) if not r.success]
-        if failed and self.on_failure != "ignore":
-            if self.on_failure == "skip":
-                info["skip"] = True
-            else:
-                warn_or_raise(" ".join(failed), self.on_failure)
-        return loss / B, grad, info
+            if lin is None:
+                lin = self.dynamics.linearize(p, x, d)
+            info["spectral_radius"], info["max_real_eigenvalue"] = self._spectrum(p, x, d, lin)
+        failures = self._failure_messages(fwd, adj)
+        info["failures"] = failures
+        if failures and self.on_failure == "skip":
+            info["skip"] = True
+        return info
 
-    def _backprop_iterates(self, fwd, gx, W, drive, X, g):
-        """Backprop through the stored Picard iterates (the BPTT reference).
+    def _failure_messages(self, fwd, adj) -> list:
+        """One sentence per failed solve: what did not converge, and which options change it."""
+        out = []
+        can_project = self.dynamics.project is not None
+        if not fwd.success:
+            bad = int((~fwd.converged).sum())
+            what = ("diverged" if fwd.status == Status.DIVERGED
+                    else f"stopped at max_iter={self.max_iter} with residual up to {float(np.max(fwd.residual)):.3g} "
+                         f"> tol={self.tol:g}")
+            out.append(
+                f"forward relaxation ({self.forward}) did not converge for {bad} of {fwd.converged.size} samples: "
+                f"it {what}; " + self.forward_options.advice(fwd.status, contraction=self.contraction,
+                                                               can_project=can_project) + "."
+            )
+        if not adj.success:
+            opts = self.backward_options
+            what = {Status.DIVERGED: "diverged", Status.BREAKDOWN: "broke down (the system is singular)"}.get(
+                adj.status, f"stopped after {adj.nit} iterations with relative residual {adj.residual:.3g} "
+                            f"> backward_tol={opts.tol:g}")
+            out.append(f"adjoint solve ({opts.method}) did not converge: it {what}; {opts.advice(adj.status)}.")
+        return out
 
-        With ``x_{k+1} = x_k + tau (f(x_k W + c) - x_k)`` for the samples still
-        running at step ``k``: ``delta_k = tau xbar_{k+1} * f'(a_k)``,
-        ``xbar_k = (1 - tau) xbar_{k+1} + delta_k W^T``; memory grows with
-        the number of iterations. With ``tau = 1`` and an activation whose
-        derivative is a function of its output (tanh, logistic, identity),
-        ``f(a_k)`` is read off the next iterate instead of recomputed.
-        """
-        tau, f, df = self.damping, self.activation.f, self.activation.df
-        steps = len(fwd.iterates)
-        B, n = gx.shape
-        xbar = gx.copy()
-        if steps == 0:
-            g["W"][...], g["U"][...], g["b"][...] = 0.0, 0.0, 0.0
-        else:
-            gW, dsum = np.zeros_like(W), np.zeros_like(gx)
-            nexts = list(fwd.iterates[1:]) + [fwd.x]
-            from_output = tau == 1.0 and self.activation.name in ("tanh", "logistic", "identity")
-            for k in range(steps - 1, -1, -1):
-                act = fwd.active[k]
-                if from_output:
-                    y = nexts[k]
-                    fpk = df(y, y)
-                else:
-                    a = fwd.iterates[k] @ W
-                    a += drive
-                    fpk = df(a, f(a))
-                d = xbar * fpk
-                if tau != 1.0:
-                    d *= tau
-                frozen = ~act
-                if frozen.any():
-                    d[frozen] = 0.0
-                gW += fwd.iterates[k].T @ d
-                dsum += d
-                new = d @ W.T
-                if tau != 1.0:
-                    new += (1.0 - tau) * xbar
-                if frozen.any():
-                    new[frozen] = xbar[frozen]
-                xbar = new
-            g["W"][...] = gW
-            g["U"][...] = X.T @ dsum
-            g["b"][...] = dsum.sum(axis=0)
-        from ..core.results import Result
+    def _spectrum(self, p, x, d, lin):
+        """Spectral radius and max real eigenvalue of the Jacobian at the fixed point: exact
+        (``eigvals``) for up to 128 units on up to 8 samples, ARPACK on the first sample above that."""
+        dyn, n = self.dynamics, self.n_units
+        if n <= 128 and dyn.jacobian is not None:
+            rows = slice(0, 8)
+            return spectrum(dyn.jacobian(p, x[rows], take_rows(d, rows), take_rows(lin, rows)))
+        x0, d0, lin0 = x[:1], take_rows(d, slice(0, 1)), take_rows(lin, slice(0, 1))
+        return spectrum(matvec=lambda v: dyn.vjp_state(p, x0, d0, v[None], lin0)[0], n=n)
 
-        return Result(
-            x=xbar, success=True, status=Status.SUCCESS, message="backprop through the relaxation",
-            nit=steps, n_matvec=steps, residual=0.0, residuals=[], method="bptt",
-        )
-
-    def jacobian_spectrum(self, W, fp):
-        """Spectral radius and max real eigenvalue of the Jacobian ``W diag(f')``
-        at the fixed point: exact (``eigvals``) for up to 128 units on up to 8
-        samples, ARPACK on the first sample above that."""
-        if self.n_units <= 128:
-            return spectrum(W[None] * fp[:8, None, :])
-        f0 = fp[0]
-        return spectrum(matvec=lambda v: W @ (f0 * v), n=self.n_units)
+    def jacobian_spectrum(self, theta, X):
+        """Spectral radius and max real eigenvalue of ``dF/dx`` at the fixed point of ``X``'s first samples."""
+        p = self.params.unravel(self.check_theta(theta))
+        X = check_array(X, "X", ndim=2, last=self.n_in)
+        d = self.dynamics.drive(p, X)
+        x = self._relax(p, d, X.shape[0]).x
+        return self._spectrum(p, x, d, self.dynamics.linearize(p, x, d))
 
     def project(self, theta):
-        """Rescale ``W`` in place so that ``||W||_2 * Lip(f) <= contraction``."""
+        """Keep the dynamics a contraction (in place), when ``contraction`` is set."""
         if self.contraction is None:
             return
-        W = self.params.unravel(theta)["W"]
-        if self.n_units <= 512:
-            norm = np.linalg.norm(W, 2)
-        else:
-            from scipy.sparse.linalg import svds
-
-            norm = float(svds(W, k=1, return_singular_vectors=False)[0])
-        bound = self.contraction / self.activation.lipschitz
-        if norm > bound:
-            W *= bound / norm
+        self.dynamics.project(self.params.unravel(theta), self.contraction)
 
     def _forward_loss(self, theta, X, T):
         p = self.params.unravel(theta)
-        x = self.relax(theta, X).x
-        a_out = self._readout(p, x)
+        fwd = self._relax(p, self.dynamics.drive(p, X), X.shape[0])
+        a_out = self._readout(p, fwd.x)
         out = "identity" if self.pineda else self.output
         loss, _ = output_loss(self.loss, out, a_out, T)
-        return output_transform(out, a_out), loss / X.shape[0]
+        n_bad = int((~fwd.converged).sum())
+        info = {"n_unconverged": n_bad, "failures": self._failure_messages(fwd, Result(success=True))}
+        if n_bad:
+            info["failures"] = [f"evaluation on {X.shape[0]} samples: " + info["failures"][0]
+                                + f" The outputs of those {n_bad} samples are read off unconverged states."]
+        return output_transform(out, a_out), loss / X.shape[0], info
 
     def predict(self, theta, X) -> np.ndarray:
-        """Outputs read out at the fixed point.
+        """Outputs read out at the fixed point (``on_failure`` applies to samples that did not converge).
 
         Parameters
         ----------
@@ -455,6 +498,102 @@ class FixedPointNet(Model):
         X = check_array(X, "X", ndim=2, last=self.n_in)
         if X.shape[0] == 0:
             raise ValueError("X must contain at least one sample, got 0 rows")
-        scores, _ = self._forward_loss(theta, X, np.zeros((X.shape[0], self.n_out)))
+        scores, _, info = self._forward_loss(theta, X, np.zeros((X.shape[0], self.n_out)))
+        self._report(info, None)
         return scores
 
+
+class FixedPointNet(FixedPointModel):
+    """A fully connected recurrent net read out at the fixed point of its dynamics.
+
+    Parameters
+    ----------
+    n_in, n_units, n_out : int
+        Input features, recurrent units, outputs.
+    activation : str
+        Unit nonlinearity ``f`` (``tanh, logistic, softplus, relu, identity``).
+    output, loss : str
+        Readout layer and loss, as for :class:`rbp.MLP`.
+    pineda : bool
+        Pineda's original form: no separate readout; the last ``n_out``
+        recurrent units are the outputs and the loss (``squared``) is taken on
+        their states.
+    forward : str or ForwardOptions
+        Relaxation method (:func:`rbp.core.fixedpoint.relax`): ``picard``,
+        ``anderson``, ``ode``, a ``scipy.optimize.root`` method or a
+        registered one.
+    backward : str or BackwardOptions
+        How the error is propagated back: ``direct, gmres, lgmres, bicgstab,
+        cg-normal, neumann, relax`` (or a registered solver) solve the
+        adjoint system through :func:`rbp.core.linsolve.solve`; ``bptt``
+        backpropagates through the stored relaxation iterates (forward must
+        be ``picard``).
+    tol, max_iter, damping, memory : float, int, float, int
+        Forward threshold (per-sample relative residual, default 1e-6),
+        iteration cap (500), Picard damping ``tau`` (1) and Anderson memory (5).
+    backward_tol, backward_max_iter, backward_damping : float, int, float
+        The adjoint solve's relative tolerance (1e-6), cap and (``relax``)
+        step. ``backward="neumann", backward_tol=0, backward_max_iter=K`` is
+        Neumann-RBP truncated at exactly K terms (Liao et al. 2018).
+    contraction : float, optional
+        Keep ``||W||_2 * Lip(f) <= contraction`` (< 1) by rescaling ``W``
+        after every update (:meth:`project`), which guarantees a unique,
+        globally attracting fixed point.
+    on_failure : {"warn", "raise", "skip", "ignore"}
+        See :class:`FixedPointModel`.
+    spectral : bool
+        Also report the spectral radius and largest real eigenvalue of the
+        Jacobian at the fixed point with every gradient.
+    residual_history : bool
+        Record the adjoint residual after every iteration for ``lgmres``,
+        ``bicgstab`` and ``cg-normal`` too.
+    init_scale : float
+        Initial ``||W||_2 * Lip(f)`` (approximately).
+
+    Attributes
+    ----------
+    params : ParamSpec
+        ``W (n_units, n_units)``, ``U (n_in, n_units)``, ``b (n_units,)`` and,
+        unless ``pineda``, ``V (n_units, n_out)``, ``c (n_out,)``.
+
+    Notes
+    -----
+    The dynamics are :class:`~rbp.recurrent.dynamics.FullyConnected`:
+    relax ``x <- (1 - tau) x + tau f(x W + u U + b)`` to ``x*``. With
+    ``a* = x* W + u U + b`` and ``D = diag(f'(a*))`` the adjoint system is
+
+        ``z (I - D W^T) = dL/dx*``
+
+    then ``delta = z * f'(a*)``, ``dL/dW = x*^T delta``, ``dL/dU = u^T delta``,
+    ``dL/db = sum delta`` (see :class:`FixedPointModel`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rbp import FixedPointNet, check_grad
+    >>> net = FixedPointNet(3, 5, 2, loss="cross_entropy", tol=1e-12, backward="direct")
+    >>> theta = net.init(np.random.default_rng(0))
+    >>> X = np.random.default_rng(1).normal(size=(4, 3)); y = np.array([0, 1, 1, 0])
+    >>> loss, grad = net.loss_and_grad(theta, X, y)
+    >>> check_grad(net.loss_and_grad, theta, (X, y), rtol=1e-6).success
+    True
+    """
+
+    def __init__(self, n_in, n_units, n_out, activation="tanh", output=None, loss="squared", *, pineda: bool = False,
+                 init_scale: float = 0.5, **options):
+        pineda = check_bool(pineda, "pineda")
+        if isinstance(init_scale, bool) or not isinstance(init_scale, (int, float)) or not np.isfinite(init_scale) \
+                or init_scale <= 0:
+            raise ValueError(f"init_scale must be a positive finite float, got {init_scale!r}")
+        n_out = check_int(n_out, "n_out")
+        dynamics = FullyConnected(n_in, n_units, activation, init_scale=init_scale)
+        super().__init__(dynamics, n_out, output=output, loss=loss, readout="state" if pineda else "linear",
+                         **options)
+        self.activation = dynamics.activation
+
+    def __repr__(self):
+        return (
+            f"FixedPointNet({self.n_in}, {self.n_units}, {self.n_out}, activation={self.activation.name!r}, "
+            f"loss={self.loss.name!r}, forward={self.forward!r}, backward={self.backward!r}"
+            + (", pineda=True" if self.pineda else "") + ")"
+        )

@@ -178,7 +178,7 @@ class MLP(Model):
         p = self.params.unravel(theta)
         _, _, a_out = self._forward(p, X)
         loss, _ = output_loss(self.loss, self.output, a_out, T)
-        return output_transform(self.output, a_out), loss / X.shape[0]
+        return output_transform(self.output, a_out), loss / X.shape[0], {}
 
     def predict(self, theta, X) -> np.ndarray:
         """Output layer values (class probabilities for softmax/logistic outputs).

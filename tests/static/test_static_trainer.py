@@ -88,9 +88,9 @@ class NaNAfter(CountingModel):
         super().__init__(model)
         self.k = k
 
-    def loss_and_grad(self, *args, **kwargs):
-        loss, grad = super().loss_and_grad(*args, **kwargs)
-        return (float("nan") if self.calls >= self.k else loss), grad
+    def loss_grad_info(self, *args, **kwargs):
+        loss, grad, info = super().loss_grad_info(*args, **kwargs)
+        return (float("nan") if self.calls >= self.k else loss), grad, info
 
 
 @pytest.mark.parametrize("method", ["L-BFGS-B", "CG", "BFGS"])
@@ -312,7 +312,7 @@ BAD_CONFIG = {
     "valfrac-big": (dict(validation_fraction=1.5), r"validation_fraction must be in \(0, 1\) or None, got 1\.5"),
     "valfrac-negative": (dict(validation_fraction=-0.1), r"validation_fraction must be in \(0, 1\) or None, got -0\.1"),
     "early-stopping": (dict(early_stopping=0), r"early_stopping must be a positive integer \(patience\) or None, got 0"),
-    "weight-decay": (dict(weight_decay=-1.0), r"weight_decay must be >= 0, got -1\.0"),
+    "weight-decay": (dict(weight_decay=-1.0), r"weight_decay must be a finite number >= 0, got -1\.0"),
     "clip-norm": (dict(clip_norm=0.0), r"clip_norm must be a positive finite number, got 0\.0"),
 }
 
@@ -343,7 +343,7 @@ def test_scipy_method_rejects_options_it_would_ignore(kwargs):
 
 
 def test_scipy_method_rejects_negative_weight_decay():
-    with pytest.raises(ValueError, match=r"weight_decay must be >= 0, got -1\.0"):
+    with pytest.raises(ValueError, match=r"weight_decay must be a finite number >= 0, got -1\.0"):
         StaticTrainer(MLP([2, 3, 3], loss="cross_entropy"), "L-BFGS-B", weight_decay=-1.0)
 
 
