@@ -61,6 +61,12 @@ SCRIPT = textwrap.dedent(
                 note("batch")
                 return out
 
+            def loss_grad_state(self, *args, **kwargs):  # a chunk of stream training
+                time.sleep(cfg["delay"])
+                out = super().loss_grad_state(*args, **kwargs)
+                note("batch")
+                return out
+
         return Slow
 
 
@@ -93,7 +99,15 @@ SCRIPT = textwrap.dedent(
             model, "momentum", learning_rate=0.05, epochs=cfg["epochs"], batch_size=16, callback=log_epoch,
         )
     note("start")
-    result = trainer.fit(X, y, rng=0, checkpoint=cfg["checkpoint"], resume=True)
+    if cfg["kind"] == "stream":
+        S = gen.normal(size=(4, 60, 2))
+        T = np.cumsum(S[..., :1], axis=1) * 0.1
+        model = slow(rbp.ElmanRNN)(2, 6, 1)
+        result = rbp.fit_stream(model, None, S, T, k1=10, k2=15, learning_rate=0.01, epochs=cfg["epochs"],
+                                weight_decay=1e-3, callback=log_epoch, checkpoint=cfg["checkpoint"], resume=True,
+                                rng=0)
+    else:
+        result = trainer.fit(X, y, rng=0, checkpoint=cfg["checkpoint"], resume=True)
     history = {k: [float(v) for v in result.history[k]] for k in ("epoch", "loss")}
     save_params(cfg["out"], result.x, meta={"history": history, "n_params": int(model.n_params)})
     note("done")
@@ -187,7 +201,7 @@ def _start(children, *args, **kwargs):
     return child
 
 
-@pytest.mark.parametrize("kind", ["mlp", "fixedpoint"])
+@pytest.mark.parametrize("kind", ["mlp", "fixedpoint", "stream"])
 def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path, children, kind):
     reference = _start(children, tmp_path, "reference", kind=kind, checkpoint=tmp_path / "ref.npz", delay=0.0)
     ckpt = tmp_path / "run.npz"
@@ -202,7 +216,8 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path, children, kind
 
     # The checkpoint of the last completed epoch survived the kill and loads (the epoch is written
     # before it is logged, so a kill between the two leaves one more).
-    n_params = (rbp.MLP([5, 8, 2]) if kind == "mlp" else rbp.FixedPointNet(5, 6, 2)).n_params
+    n_params = {"mlp": rbp.MLP([5, 8, 2]), "fixedpoint": rbp.FixedPointNet(5, 6, 2),
+                "stream": rbp.ElmanRNN(2, 6, 1)}[kind].n_params
     ck = load_checkpoint(ckpt, n_params=n_params)
     assert ck["epoch"] in (done, done + 1)
     assert ck["history"]["epoch"] == list(range(1, ck["epoch"] + 1))

@@ -21,6 +21,7 @@ import numpy as np
 
 from .losses import accuracy, encode_targets
 from .results import DivergenceError, apply_failure_policy
+from .threads import blas_threads, thread_limit
 from .validation import check_array, check_dtype, check_int, check_real  # noqa: F401 (re-exported)
 
 __all__ = ["Model", "check_array", "check_int", "check_dtype", "check_real"]
@@ -79,6 +80,12 @@ class Model:
         return theta.astype(self.dtype, copy=False)
 
     on_failure = "warn"
+    #: BLAS threads for a direct :meth:`loss_and_grad` call ("auto", an int, or None: leave them).
+    threads = "auto"
+
+    def blas_work(self, batch: int) -> float:
+        """Multiply-adds of the largest matrix product for ``batch`` samples (for ``threads="auto"``)."""
+        return float(batch) * float(self.params.size)
 
     def loss_and_grad(self, theta, X, Y, *args, check: bool = True, **kwargs):
         """Loss and gradient, the contract's training entry point.
@@ -109,7 +116,8 @@ class Model:
             When a solver missed its threshold and ``on_failure="raise"``
             (``"warn"`` and ``"skip"`` issue a :class:`rbp.ConvergenceWarning`).
         """
-        loss, grad, info = self.loss_grad_info(theta, X, Y, *args, check=check, **kwargs)
+        with blas_threads(thread_limit(self.threads, self.blas_work(len(X)))):
+            loss, grad, info = self.loss_grad_info(theta, X, Y, *args, check=check, **kwargs)
         self._report(info, None)
         if not math.isfinite(loss) or not np.all(np.isfinite(grad)):
             raise DivergenceError(

@@ -235,6 +235,10 @@ class ElmanRNN(Model):
 
     # -- the contract ---------------------------------------------------------------
 
+    def blas_work(self, batch: int) -> float:
+        """Multiply-adds of one recurrent step for ``batch`` sequences (the products inside the time loop)."""
+        return float(batch) * self.n_hidden * max(self.n_hidden, self.n_in)
+
     def init(self, rng) -> np.ndarray:
         """Glorot-uniform input and output weights, an orthogonal ``W_hh``, zero biases and ``h0``.
 

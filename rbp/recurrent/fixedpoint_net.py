@@ -216,6 +216,10 @@ class FixedPointModel(Model):
 
     # -- the contract ---------------------------------------------------------------
 
+    def blas_work(self, batch: int) -> float:
+        """Multiply-adds of one application of the dynamics to ``batch`` states (about ``batch n^2``)."""
+        return float(batch) * float(self.n_units) * float(max(self.n_units, self.n_in))
+
     def init(self, rng) -> np.ndarray:
         """The dynamics' initial parameters, then a Glorot-uniform readout ``V`` and zero ``c``.
 

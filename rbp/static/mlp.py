@@ -114,6 +114,10 @@ class MLP(Model):
                 p[f"W{l}"][...] = glorot_uniform(rng, m, n, gain=gain)
         return theta
 
+    def blas_work(self, batch: int) -> float:
+        """Multiply-adds of the largest layer product for ``batch`` samples."""
+        return float(batch) * max(m * n for m, n in zip(self.sizes[:-1], self.sizes[1:]))
+
     @property
     def n_in(self) -> int:
         return self.sizes[0]
