@@ -216,11 +216,16 @@ def fit(
         checkpoint_every=checkpoint_every, checkpoint_meta=checkpoint_meta, optimizer_name=optimizer.name, rng=gen,
         progress=progress,
     )
+    online = _online_path(model) if bs == 1 else None
     with blas_threads(thread_limit(threads, model_work(model, bs))):
         try:
             for _ in range(epochs):
-                theta, state, row = _minibatch_epoch(model, theta, state, data, optimizer.update, regularizer, gen,
-                                                     bs, shuffle, engine)
+                if online is not None:
+                    theta, state, row = _online_epoch(online, model, theta, state, data, optimizer, regularizer,
+                                                      gen, shuffle, engine)
+                else:
+                    theta, state, row = _minibatch_epoch(model, theta, state, data, optimizer.update, regularizer,
+                                                         gen, bs, shuffle, engine)
                 if row is None or engine.end_epoch(theta, row, state):
                     break
         finally:
@@ -284,6 +289,61 @@ def _minibatch_epoch(model, theta, state, data, update, regularizer, gen, bs, sh
         "n_skipped": n_skipped,
     }
     row.update(aggregate(infos))
+    return theta, state, row
+
+
+def _online_path(model):
+    """The model's 1-D per-tuple path (``online_loss_grad``), when it computes what ``loss_grad_info`` would.
+
+    A subclass or wrapper that overrides ``loss_grad_info`` (to count, log or
+    alter gradients) gets the general path, so its override is honoured.
+    """
+    cls = type(model)
+    owner = next((k for k in cls.__mro__ if "online_loss_grad" in k.__dict__), None)
+    if owner is None or getattr(cls, "loss_grad_info", None) is not getattr(owner, "loss_grad_info", None):
+        return None
+    return model.online_loss_grad
+
+
+def _online_epoch(online, model, theta, state, data, optimizer, regularizer, gen, shuffle, engine):
+    """One pass of per-tuple training on 1-D vectors: the numpy floor's loop plus the engine's checks.
+
+    The gradient is written into one buffer and ``theta`` is updated in place
+    (the model's views stay bound), after checking that the new parameters
+    are finite (otherwise the last finite ones are kept, as in the general
+    path). An optimizer with an in-place ``apply`` (SGD) updates ``theta``
+    directly when the gradient norm proves the result finite.
+    """
+    update = optimizer.update
+    apply = getattr(optimizer, "apply", None) if not regularizer else None
+    n = len(data[0])
+    t0 = time.perf_counter()
+    order = gen.permutation(n) if shuffle else np.arange(n)
+    X, T = (a[order] for a in data[:2])
+    theta = np.array(theta, copy=True)  # bound below; the caller's array is not modified
+    grad, new = np.empty_like(theta), np.empty_like(theta)
+    loss_grad = online(theta, grad)
+    total_loss, grad_sq = 0.0, 0.0
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for i in range(n):
+            loss = loss_grad(X[i], T[i])
+            gsq = float(grad @ grad)
+            if not (math.isfinite(loss) and (math.isfinite(gsq) or np.all(np.isfinite(grad)))):
+                return theta, state, _diverged(engine)
+            total_loss += loss
+            grad_sq += gsq
+            if apply is not None and math.isfinite(gsq):
+                applied = apply(grad, state, theta, gsq)
+                if applied is not None:
+                    state = applied
+                    continue
+            step, state = update(regularizer.grad(theta, grad), state, theta)
+            np.add(theta, step, out=new)
+            if not (math.isfinite(float(new @ new)) or np.all(np.isfinite(new))):
+                return theta, state, _diverged(engine)
+            np.copyto(theta, new)
+    row = {"loss": total_loss / n, "grad_norm": math.sqrt(grad_sq / n), "seconds": time.perf_counter() - t0,
+           "n_skipped": 0}
     return theta, state, row
 
 

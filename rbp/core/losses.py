@@ -20,6 +20,7 @@ fused gradient is exact and never overflows.
 
 from __future__ import annotations
 
+import math
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -61,6 +62,10 @@ class Loss(NamedTuple):
     target_range : (float, float) or None
         Closed interval every target value must lie in (checked by
         :func:`encode_targets`), e.g. ``(0, 1)`` for the cross-entropies.
+    fn1d : callable ``(a, t, output) -> (loss, delta)``, optional
+        The same for one sample, 1-D ``a`` and ``t`` (the online path of
+        per-tuple training; it may overwrite ``a``); ``fn`` on a one-row
+        batch when absent.
     """
 
     name: str
@@ -68,6 +73,7 @@ class Loss(NamedTuple):
     classification: bool
     fn: Callable = None
     target_range: tuple | None = None
+    fn1d: Callable | None = None
 
 
 def output_names() -> tuple:
@@ -107,6 +113,40 @@ def _cross_entropy(a, T, output):
     return per_row, e  # p sum(t) - t
 
 
+def _cross_entropy_1d(a, t, output):
+    """One sample of :func:`_cross_entropy` on 1-D vectors, overwriting ``a`` (the online path: every
+    numpy call counts)."""
+    ones = _ones(a.shape[0], a.dtype)  # sums as dot products: half the cost of .sum() on short vectors
+    a -= np.maximum.reduce(a)
+    e = np.exp(a)
+    s = float(np.dot(e, ones))
+    tsum = float(np.dot(t, ones))
+    loss = tsum * math.log(s) - float(np.dot(t, a))
+    e *= tsum / s
+    e -= t
+    return loss, e
+
+
+_ONES: dict = {}
+
+
+def _ones(n, dtype):
+    key = (n, np.dtype(dtype).char)
+    ones = _ONES.get(key)
+    if ones is None:
+        ones = _ONES[key] = np.ones(n, dtype=dtype)
+    return ones
+
+
+def _squared_1d(a, t, output):
+    """One sample of :func:`_squared`; the identity output is the common online case."""
+    if output != "identity":
+        per_row, delta = _squared(a[None], t[None], output)
+        return float(per_row[0]), delta[0]
+    g = a - t
+    return 0.5 * float(g @ g), g
+
+
 def _binary_cross_entropy(a, T, output):
     """``L = sum softplus(a) - t a``, ``dL/da = sigmoid(a) - t`` (fused, stable)."""
     return (np.logaddexp(0.0, a) - T * a).sum(axis=-1), expit(a) - T
@@ -120,8 +160,9 @@ def _check_loss(name, loss):
 #: name -> :class:`Loss`; extend it with :func:`register_loss`.
 LOSSES = Registry("loss", check=_check_loss)
 LOSSES.register("squared", Loss("squared", ("identity",) + tuple(o for o in OUTPUTS if o != "identity"), False,
-                                _squared))
-LOSSES.register("cross_entropy", Loss("cross_entropy", ("softmax",), True, _cross_entropy, (0.0, 1.0)))
+                                _squared, fn1d=_squared_1d))
+LOSSES.register("cross_entropy", Loss("cross_entropy", ("softmax",), True, _cross_entropy, (0.0, 1.0),
+                                      _cross_entropy_1d))
 LOSSES.register(
     "binary_cross_entropy", Loss("binary_cross_entropy", ("logistic",), True, _binary_cross_entropy, (0.0, 1.0))
 )

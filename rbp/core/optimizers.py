@@ -51,11 +51,20 @@ __all__ = [
 
 class Optimizer(NamedTuple):
     """A gradient transformation: ``init(theta) -> state``,
-    ``update(grad, state, theta) -> (step, state)``."""
+    ``update(grad, state, theta) -> (step, state)``.
+
+    ``update`` must not keep a reference to ``grad`` in its state (the
+    online path reuses one gradient buffer). ``apply(grad, state, theta,
+    grad_sq) -> state or None`` is an optional in-place form for per-tuple
+    training: it adds exactly the step ``update`` would return to ``theta``
+    and returns the new state, or returns None (leaving ``theta`` alone) when
+    it cannot guarantee a finite result from ``grad_sq = ||grad||^2``.
+    """
 
     init: Callable
     update: Callable
     name: str = "optimizer"
+    apply: Callable | None = None
 
 
 # -- learning-rate schedules -------------------------------------------------------
@@ -155,7 +164,14 @@ def sgd(learning_rate=0.01) -> Optimizer:
     def update(grad, state, theta=None):
         return grad * -lr(state.count), SGDState(state.count + 1)
 
-    return Optimizer(init, update, "sgd")
+    def apply(grad, state, theta, grad_sq):
+        rate = lr(state.count)
+        if not rate * math.sqrt(grad_sq) < 1e300:  # then theta + step could overflow
+            return None
+        theta += grad * -rate  # the same arithmetic as theta + update(...)[0]
+        return SGDState(state.count + 1)
+
+    return Optimizer(init, update, "sgd", apply)
 
 
 class MomentumState(NamedTuple):

@@ -124,11 +124,18 @@ def _split_fonts(names: list[str], n_test_fonts: int) -> list[bool]:
 
     With ``n`` faces and ``k = n // n_test_fonts``, the test faces are those at
     sorted positions ``n-1, n-1-k, n-1-2k, ...``: spread over the families.
+    For the default faces the positions are taken in the full default list,
+    so the same faces are held out whatever faces an older matplotlib lacks.
     """
-    n = len(names)
+    reference = sorted(_PREFERRED_FONTS) if set(names) == set(DEFAULT_FONTS) else list(names)
+    n = len(reference)
     step = n // n_test_fonts
-    test = {n - 1 - i * step for i in range(n_test_fonts)}
-    return [i in test for i in range(n)]
+    test = {reference[n - 1 - i * step] for i in range(n_test_fonts)}
+    if len(test & set(names)) != n_test_fonts:  # a held-out default face is missing: fall back to positions
+        reference, n = list(names), len(names)
+        step = n // n_test_fonts
+        test = {reference[n - 1 - i * step] for i in range(n_test_fonts)}
+    return [name in test for name in names]
 
 
 @lru_cache(maxsize=None)
@@ -387,8 +394,9 @@ def glyphs(
     >>> ds = glyphs("AB", n_per_font=2)
     >>> ds.X_train.shape[1]
     256
-    >>> ds.X_train.shape[0], ds.X_test.shape[0]  # 13 and 3 faces x 2 classes x 2
-    (52, 12)
+    >>> n_train_faces = len(DEFAULT_FONTS) - 3   # 13 (12 with a matplotlib older than 3.11)
+    >>> ds.X_train.shape[0] == n_train_faces * 2 * 2, ds.X_test.shape[0]  # 3 held-out faces x 2 classes x 2
+    (True, 12)
     >>> ds.classes, ds.meta["test_fonts"]
     (('A', 'B'), ('DejaVuSerif', 'STIXGeneralItalic', 'cmtt10'))
     """

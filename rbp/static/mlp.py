@@ -178,6 +178,88 @@ class MLP(Model):
                 delta *= df(As[l - 2], hs[l - 1])
         return loss / n, grad, {}
 
+    def online_loss_grad(self, theta, grad):
+        """The per-tuple (online) path: a function ``(x, t) -> loss`` that writes the gradient into ``grad``.
+
+        The same math as :meth:`loss_grad_info` for one sample, written for
+        1-D vectors (outer products, no batch axis), with the parameter and
+        gradient views bound once: the training engine calls it for
+        ``batch_size=1``, where numpy's per-call overhead, not arithmetic,
+        sets the speed. ``theta`` must then be updated in place.
+
+        Parameters
+        ----------
+        theta : ndarray, shape (n_params,)
+            Read through views at every call (update it in place).
+        grad : ndarray, shape (n_params,)
+            Overwritten with the gradient at every call.
+
+        Returns
+        -------
+        callable ``(x, t) -> float``
+            ``x`` shape (n_in,), ``t`` the encoded target, shape (n_out,).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> net = MLP([3, 4, 2], loss="cross_entropy")
+        >>> theta, grad = net.init(0), np.empty(net.n_params)
+        >>> X, T = net.prepare(np.ones((1, 3)), [1])
+        >>> loss = net.online_loss_grad(theta, grad)(X[0], T[0])
+        >>> bool(np.allclose(grad, net.loss_and_grad(theta, X, T, check=False)[1]))
+        True
+        """
+        p, g = self.params.unravel(theta), self.params.unravel(grad)
+        Ws = [p[W] for W, _ in self._keys]
+        bs = [p[b] for _, b in self._keys]
+        gWs = [g[W] for W, _ in self._keys]
+        gbs = [g[b] for _, b in self._keys]
+        f, df, output = self.hidden.f, self.hidden.df, self.output
+        fn1d = self.loss.fn1d
+        if fn1d is None:
+            fn = self.loss.fn
+
+            def fn1d(a, t, out):
+                per_row, delta = fn(a[None], t[None], out)
+                return float(per_row[0]), delta[0]
+
+        last = self.n_layers - 1
+        copyto = np.copyto
+        # The weight gradients are rank-1 (outer products): BLAS ger on a zeroed view writes them
+        # about twice as fast as np.outer (the same products, each rounded once).
+        from scipy.linalg.blas import get_blas_funcs
+
+        ger = get_blas_funcs("ger", dtype=theta.dtype)
+        gWsT = [gW.T for gW in gWs]  # Fortran-ordered views, as BLAS wants them
+
+        def outer(u, v, l):
+            gWs[l].fill(0.0)
+            ger(1.0, v, u, a=gWsT[l], overwrite_a=True)
+
+        hidden_layers = list(zip(Ws[:last], bs[:last]))
+        layers_down = list(range(last, -1, -1))
+
+        def loss_grad(x, t):
+            hs, As, h = [x], [], x
+            for W, b in hidden_layers:
+                a = h @ W
+                a += b
+                h = f(a)
+                As.append(a)
+                hs.append(h)
+            a = h @ Ws[last]
+            a += bs[last]
+            loss, delta = fn1d(a, t, output)
+            for l in layers_down:
+                outer(hs[l], delta, l)
+                copyto(gbs[l], delta)
+                if l:
+                    delta = delta @ Ws[l].T
+                    delta *= df(As[l - 1], hs[l])
+            return loss
+
+        return loss_grad
+
     def _forward_loss(self, theta, X, T):
         p = self.params.unravel(theta)
         _, _, a_out = self._forward(p, X)

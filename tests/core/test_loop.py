@@ -413,3 +413,52 @@ def test_no_warnings_on_a_normal_run(problem):
         warnings.simplefilter("error")
         res = Trainer(net, "adam", epochs=2).fit(X, y, rng=0, theta=theta0)
     assert res.success
+
+
+# -- the 1-D online path ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("opt", [O.sgd(0.05), O.adam(0.01), O.momentum(0.05)])
+@pytest.mark.parametrize("loss,hidden,sizes", [("cross_entropy", "tanh", [3, 5, 2]), ("squared", "relu", [3, 4, 3, 2]),
+                                               ("binary_cross_entropy", "logistic", [3, 4, 1])])
+def test_online_path_trains_as_the_general_path(problem, opt, loss, hidden, sizes):
+    """batch_size=1 runs the model's 1-D path (online_loss_grad); a wrapper that overrides
+    loss_grad_info runs the general path. Both give the same training to round-off."""
+    _, X, y, _ = problem
+    net = rbp.MLP(sizes, hidden=hidden, loss=loss)
+    Y = y if loss != "squared" else np.stack([X[:, 0], X[:, 1] * X[:, 2]], axis=1)
+    data = net.prepare(X, Y)
+    theta0 = net.init(np.random.default_rng(5))
+    fast = fit(net, theta0, data, optimizer=opt, epochs=3, batch_size=1, rng=0)
+    spy = Spy(net)
+    general = fit(spy, theta0, data, optimizer=opt, epochs=3, batch_size=1, rng=0)
+    assert len(spy.calls) == 3 * N  # the wrapper's override was honoured: general path
+    np.testing.assert_allclose(fast.x, general.x, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(fast.history["loss"], general.history["loss"], rtol=1e-10)
+    np.testing.assert_allclose(fast.history["grad_norm"], general.history["grad_norm"], rtol=1e-10)
+
+
+def test_online_path_keeps_the_last_finite_parameters_when_a_step_overflows(problem):
+    _, X, y, _ = problem
+    net = rbp.MLP([3, 4, 2], loss="cross_entropy")
+    theta0 = net.init(0)
+    with pytest.warns(ConvergenceWarning, match="non-finite"):
+        res = Trainer(net, "sgd", learning_rate=1e308, epochs=2, batch_size=1).fit(X, y, theta=theta0, rng=0)
+    assert res.status == Status.DIVERGED and np.all(np.isfinite(res.x))
+
+
+def test_online_loss_grad_matches_loss_and_grad_for_one_sample():
+    gen = np.random.default_rng(3)
+    for net in (rbp.MLP([4, 6, 3], hidden="softplus", loss="cross_entropy"),
+                rbp.MLP([4, 6, 5, 2], hidden="tanh", output="logistic", loss="squared"),
+                rbp.MLP([4, 3, 2], loss="cross_entropy", dtype=np.float32)):
+        theta = net.init(gen)
+        X, T = net.prepare(gen.normal(size=(1, 4)), [1])
+        if net.loss.name == "squared":
+            X, T = net.prepare(gen.normal(size=(1, 4)), gen.uniform(size=(1, 2)))
+        grad = np.empty_like(theta)
+        loss = net.online_loss_grad(theta, grad)(X[0].copy(), T[0])
+        ref_loss, ref_grad = net.loss_and_grad(theta, X, T, check=False)
+        tol = 1e-5 if net.dtype == np.float32 else 1e-12
+        assert loss == pytest.approx(ref_loss, rel=tol)
+        np.testing.assert_allclose(grad, ref_grad, rtol=tol, atol=tol)
