@@ -21,7 +21,7 @@ import numpy as np
 from scipy.special import expit
 
 from .registry import Registry
-from .validation import check_callable, check_real, unknown_name_message
+from .validation import check_callable, check_real, unknown_name_message  # noqa: F401 (the old home of the message)
 
 __all__ = ["Activation", "ACTIVATIONS", "get_activation", "register_activation"]
 

@@ -19,12 +19,11 @@ import time
 import numpy as np
 
 from .checkpoint import save_checkpoint
-from .threads import AUTO_SINGLE_THREAD_WORK, blas_threads, model_work, thread_limit  # noqa: F401
+from .threads import blas_threads, model_work, thread_limit  # noqa: F401 (re-exported)
 from .results import NonConvergenceError, Result, Status, user_stacklevel, warn_or_raise
-from .validation import check_choice, check_int
+from .validation import check_choice
 
-__all__ = ["EpochEngine", "Regularizer", "TrainResult", "History", "Progress", "blas_threads", "thread_limit",
-           "aggregate"]
+__all__ = ["EpochEngine", "Regularizer", "TrainResult", "History", "Progress", "aggregate"]
 
 
 class TrainResult(Result):

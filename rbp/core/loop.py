@@ -437,6 +437,7 @@ class Trainer:
         progress: bool | None = None,
         threads="auto",
     ):
+        """Validate every option here, before any data is seen (the parameters are in the class docstring)."""
         self.model = model
         check_int(epochs, "epochs")
         explicit_batch = batch_size != "default"

@@ -24,7 +24,7 @@ import numpy as np
 
 from .registry import Registry
 from .results import Result, Status
-from .validation import check_callable, check_real, unknown_name_message
+from .validation import check_callable, check_real, nearest, unknown_name_message
 
 __all__ = [
     "Optimizer",
@@ -395,11 +395,7 @@ def get_optimizer(name, **hyperparams) -> Optimizer:
     valid = [p for p in inspect.signature(factory).parameters if p != "nesterov"]
     unknown = set(hyperparams) - set(valid)
     if unknown:
-        import difflib
-
-        hint = "".join(
-            f"; did you mean {m[0]!r}?" for u in sorted(unknown) for m in [difflib.get_close_matches(u, valid, 1)] if m
-        )
+        hint = "".join(f"; did you mean {near!r}?" for u in sorted(unknown) for near in [nearest(u, valid)] if near)
         raise ValueError(f"optimizer {name!r} accepts {valid}, got unknown {sorted(unknown)}{hint}")
     opt = factory(**hyperparams)
     if not isinstance(opt, Optimizer):

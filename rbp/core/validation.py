@@ -23,6 +23,7 @@ import numbers
 import numpy as np
 
 __all__ = [
+    "nearest",
     "unknown_name_message",
     "check_choice",
     "check_int",
@@ -36,6 +37,25 @@ __all__ = [
 ]
 
 
+def nearest(received, valid) -> str | None:
+    """The valid name closest to ``received`` (a misspelling, a prefix, other separators), or None.
+
+    Examples
+    --------
+    >>> nearest("lbfgs", ["L-BFGS-B", "adam"]), nearest("xyz", ["adam"])
+    ('L-BFGS-B', None)
+    """
+    if not isinstance(received, str):
+        return None
+    names = sorted(str(v) for v in valid)
+    close = difflib.get_close_matches(received, names, n=1)
+    if close:
+        return close[0]
+    key = received.lower().replace("-", "").replace("_", "")
+    folded = [n for n in names if key and key in n.lower().replace("-", "").replace("_", "")]
+    return folded[0] if folded else None
+
+
 def unknown_name_message(argument: str, received, valid) -> str:
     """The message for a value outside a set of names: the valid names and the nearest one.
 
@@ -46,15 +66,8 @@ def unknown_name_message(argument: str, received, valid) -> str:
     """
     names = sorted(str(v) for v in valid)
     msg = f"{argument} must be one of {names}, got {received!r}"
-    if isinstance(received, str):
-        close = difflib.get_close_matches(received, names, n=1)
-        if not close:  # a prefix or a different spelling of separators ("lbfgs" for "L-BFGS-B")
-            key = received.lower().replace("-", "").replace("_", "")
-            folded = [n for n in names if key and key in n.lower().replace("-", "").replace("_", "")]
-            close = folded[:1]
-        if close:
-            msg += f"; did you mean {close[0]!r}?"
-    return msg
+    close = nearest(received, names)
+    return msg + (f"; did you mean {close!r}?" if close else "")
 
 
 def check_choice(value, argument: str, choices):

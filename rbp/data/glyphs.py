@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
-from numbers import Integral, Real
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
 from rbp.core.params import as_generator
+from rbp.core.validation import check_int, check_real
 from rbp.data._dataset import Dataset
 
 __all__ = ["glyphs", "render_glyph", "DEFAULT_FONTS"]
@@ -260,20 +261,11 @@ def render_glyph(char: str, font: str = "DejaVuSans", *, size: int = 16) -> np.n
 
 
 def _check_size(size) -> int:
-    if not isinstance(size, Integral) or isinstance(size, bool) or size < 8:
-        raise ValueError(f"size must be an integer >= 8, got {size!r}")
-    return int(size)
+    return check_int(size, "size", minimum=8)
 
 
 def _check_nonnegative(value, argument: str) -> float:
-    if (
-        not isinstance(value, Real)
-        or isinstance(value, bool)
-        or not np.isfinite(value)
-        or value < 0
-    ):
-        raise ValueError(f"{argument} must be a finite number >= 0, got {value!r}")
-    return float(value)
+    return check_real(value, argument, low_inclusive=True)
 
 
 def _affine(rng, shape, size, distortion):

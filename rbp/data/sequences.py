@@ -28,6 +28,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
+from rbp.core.validation import check_int
 from rbp.data._dataset import SequenceDataset
 
 __all__ = [
@@ -54,9 +55,7 @@ REBER_SYMBOLS = "BTSXPVE"
 
 def _check_int(name, value, minimum):
     """Return ``value`` as int if it is an integer >= ``minimum``, else raise."""
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+    return check_int(value, name, minimum=minimum)
 
 
 def _check_real(name, value, *, low=None, high=None, low_open=False):

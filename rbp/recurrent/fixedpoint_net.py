@@ -344,19 +344,19 @@ class FixedPointModel(Model):
         """``A = I - J`` at the fixed point as a batched operator: ``A z = z - z J^T`` row by row."""
         dyn, (B, n) = self.dynamics, x.shape
         rmatvec = None if dyn.jvp_state is None else (lambda Z: Z - dyn.jvp_state(p, x, d, Z, lin))
-        dense = dense_sample = None
-        if dyn.jacobian is not None:
-            eye = np.eye(n)
+        eye = np.eye(n)
 
-            def dense():
-                return eye - dyn.jacobian(p, x, d, lin)
+        def dense():
+            return eye - dyn.jacobian(p, x, d, lin)
 
-            def dense_sample(i):
-                rows = slice(i, i + 1)
-                return eye - dyn.jacobian(p, x[rows], take_rows(d, rows), take_rows(lin, rows))[0]
+        def dense_sample(i):
+            rows = slice(i, i + 1)
+            return eye - dyn.jacobian(p, x[rows], take_rows(d, rows), take_rows(lin, rows))[0]
 
-        return BatchedOperator(lambda Z: Z - dyn.vjp_state(p, x, d, Z, lin), (B, n), rmatvec=rmatvec, dense=dense,
-                               dense_sample=dense_sample)
+        has_jacobian = dyn.jacobian is not None
+        return BatchedOperator(lambda Z: Z - dyn.vjp_state(p, x, d, Z, lin), (B, n), rmatvec=rmatvec,
+                               dense=dense if has_jacobian else None,
+                               dense_sample=dense_sample if has_jacobian else None)
 
     def _adjoint_solve(self, p, x, d, lin, gx) -> Result:
         opts = self.backward_options
