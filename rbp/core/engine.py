@@ -185,6 +185,9 @@ class EpochEngine:
         Prepared training data (for the training accuracy).
     validation_data : tuple of ndarray, optional
         Prepared validation data: ``val_*`` metrics, and what early stopping monitors.
+    test_data : tuple of ndarray, optional
+        Prepared test data: ``test_*`` metrics recorded every epoch for the
+        curves, never used for any decision.
     evaluate_train : bool
         Report ``accuracy`` on the training data each epoch.
     early_stopping : int, optional
@@ -207,7 +210,7 @@ class EpochEngine:
     """
 
     def __init__(self, model, *, epochs, start_epoch=0, history=None, best=None, data=None, validation_data=None,
-                 evaluate_train=True, early_stopping=None, min_delta=0.0, epoch_metrics=None, callback=None,
+                 test_data=None, evaluate_train=True, early_stopping=None, min_delta=0.0, epoch_metrics=None, callback=None,
                  checkpoint=None, checkpoint_every=1, checkpoint_meta=None, optimizer_name=None, rng=None,
                  progress=None, label=None):
         self.model, self.epochs, self.start_epoch = model, epochs, start_epoch
@@ -218,6 +221,7 @@ class EpochEngine:
         best = (math.inf, None, start_epoch) if best is None else best
         self.best = best if early_stopping is not None else (best[0], None, best[2])
         self.data, self.validation_data, self.evaluate_train = data, validation_data, evaluate_train
+        self.test_data = test_data
         self.epoch_metrics, self.callback = epoch_metrics, callback
         self.checkpoint, self.checkpoint_every = checkpoint, checkpoint_every
         self.checkpoint_meta, self.optimizer_name, self.rng = checkpoint_meta, optimizer_name, rng
@@ -294,6 +298,8 @@ class EpochEngine:
                     row["accuracy"] = train_eval["accuracy"]
             if self.validation_data is not None:
                 row.update({f"val_{k}": v for k, v in self._evaluate(theta, self.validation_data).items()})
+            if self.test_data is not None:
+                row.update({f"test_{k}": v for k, v in self._evaluate(theta, self.test_data).items()})
         self.history.append(row)
         monitored = row.get("val_loss", row["loss"])
         if monitored < self.best[0] - self.min_delta:

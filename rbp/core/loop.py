@@ -102,6 +102,7 @@ def fit(
     shuffle: bool = True,
     rng=0,
     validation_data: tuple | None = None,
+    test_data: tuple | None = None,
     early_stopping: int | None = None,
     min_delta: float = 0.0,
     callback=None,
@@ -139,6 +140,9 @@ def fit(
     rng : numpy.random.Generator or int
     validation_data : tuple of ndarray, optional
         Prepared validation arrays; adds ``val_loss`` / ``val_accuracy``.
+    test_data : tuple of ndarray, optional
+        Prepared test arrays; adds ``test_loss`` / ``test_accuracy`` every
+        epoch, for curves only (never used for early stopping or any choice).
     early_stopping : int, optional
         Patience in epochs: stop when the monitored loss (validation loss if
         there is validation data, else training loss) has not improved by
@@ -211,7 +215,7 @@ def fit(
     state = optimizer.init(theta) if optimizer_state is None else optimizer_state
     engine = EpochEngine(
         model, epochs=epochs, start_epoch=start_epoch, history=history, best=best, data=data,
-        validation_data=validation_data, evaluate_train=evaluate_train, early_stopping=early_stopping,
+        validation_data=validation_data, test_data=test_data, evaluate_train=evaluate_train, early_stopping=early_stopping,
         min_delta=min_delta, epoch_metrics=epoch_metrics, callback=callback, checkpoint=checkpoint,
         checkpoint_every=checkpoint_every, checkpoint_meta=checkpoint_meta, optimizer_name=optimizer.name, rng=gen,
         progress=progress,
@@ -526,8 +530,8 @@ class Trainer:
         return opt
 
     def fit(
-        self, X, Y, *, rng=0, theta=None, validation_data=None, checkpoint=None, checkpoint_every=1, resume=False,
-        **prepare_kwargs,
+        self, X, Y, *, rng=0, theta=None, validation_data=None, test_data=None, checkpoint=None, checkpoint_every=1,
+        resume=False, **prepare_kwargs,
     ) -> TrainResult:
         """Validate the data, then train.
 
@@ -542,6 +546,9 @@ class Trainer:
         theta : ndarray, optional
             Start here instead of ``model.init(rng)``.
         validation_data : tuple (X_val, Y_val), optional
+        test_data : tuple (X_test, Y_test), optional
+            Recorded every epoch as ``test_loss``/``test_accuracy`` (curves
+            only; never used for early stopping or any decision).
         checkpoint : path-like, optional
             Checkpoint file, written atomically every ``checkpoint_every``
             epochs and at the end.
@@ -579,6 +586,14 @@ class Trainer:
                 val = self.model.prepare(*validation_data)
             except ValueError as exc:
                 raise ValueError(f"validation_data: {exc}") from None
+        test = None
+        if test_data is not None:
+            if not isinstance(test_data, (tuple, list)) or len(test_data) < 2:
+                raise ValueError(f"test_data must be a tuple (X_test, Y_test[, ...]), got {type(test_data).__name__}")
+            try:
+                test = self.model.prepare(*test_data)
+            except ValueError as exc:
+                raise ValueError(f"test_data: {exc}") from None
         theta = self.model.init(gen) if theta is None else self.model.check_theta(theta)
         if val is None and self.validation_fraction:
             data, val = split_validation(data, self.validation_fraction, gen)
@@ -588,14 +603,14 @@ class Trainer:
             start, scale, stopped = self._load(checkpoint, theta, gen)
             own_checkpoint = True
         if self.scipy_method is not None:
-            return self._fit_scipy(start, data, val, checkpoint, checkpoint_every)
+            return self._fit_scipy(start, data, val, test, checkpoint, checkpoint_every)
 
         optimizer = self._build_optimizer(scale)
         for attempt in range(self.max_retries + 1):
             remaining = self.epochs - start["epoch"]
             if remaining <= 0 or stopped:
                 return self._already_done(start, checkpoint)
-            result = self._run(optimizer, data, val, start, remaining, checkpoint, checkpoint_every, scale)
+            result = self._run(optimizer, data, val, test, start, remaining, checkpoint, checkpoint_every, scale)
             result["nit"] += start["epoch"]  # epochs trained in all, before a resume too
             own_checkpoint = own_checkpoint or result.get("checkpoint_epoch") is not None
             if result.status != Status.DIVERGED or self.on_divergence == "warn":
@@ -650,10 +665,11 @@ class Trainer:
             raise ValueError(f"checkpoint {checkpoint}: invalid lr_scale {scale!r}")
         return start, float(scale), bool(meta.get("stopped_early", False))
 
-    def _run(self, optimizer, data, val, start, epochs, checkpoint, checkpoint_every, scale=1.0):
+    def _run(self, optimizer, data, val, test, start, epochs, checkpoint, checkpoint_every, scale=1.0):
         return fit(
             self.model, start["theta"], data, optimizer=optimizer, epochs=epochs, batch_size=self.batch_size,
-            shuffle=self.shuffle, rng=start["rng"], validation_data=val, early_stopping=self.early_stopping,
+            shuffle=self.shuffle, rng=start["rng"], validation_data=val, test_data=test,
+            early_stopping=self.early_stopping,
             min_delta=self.min_delta, callback=self.callback, progress=self.progress,
             epoch_metrics=self.epoch_metrics, weight_decay=self.weight_decay, threads=self.threads,
             optimizer_state=start["optimizer_state"], start_epoch=start["epoch"], history=start["history"],
@@ -661,7 +677,7 @@ class Trainer:
             checkpoint_meta={"lr_scale": scale} if scale != 1.0 else None,
         )
 
-    def _fit_scipy(self, start, data, val, checkpoint, checkpoint_every):
+    def _fit_scipy(self, start, data, val, test, checkpoint, checkpoint_every):
         """Full batch through ``scipy.optimize.minimize``: one engine epoch per SciPy iteration."""
         model = self.model
         remaining = self.epochs - start["epoch"]
@@ -670,8 +686,8 @@ class Trainer:
         regularizer = Regularizer(self.weight_decay, model.params.decay_mask())
         engine = EpochEngine(
             model, epochs=remaining, start_epoch=start["epoch"], history=start["history"], data=data,
-            validation_data=val, epoch_metrics=self.epoch_metrics, callback=self.callback, checkpoint=checkpoint,
-            checkpoint_every=checkpoint_every, optimizer_name=self.scipy_method, rng=start["rng"],
+            validation_data=val, test_data=test, epoch_metrics=self.epoch_metrics, callback=self.callback,
+            checkpoint=checkpoint, checkpoint_every=checkpoint_every, optimizer_name=self.scipy_method, rng=start["rng"],
             progress=self.progress,
         )
         cache = {"x": None, "grad": None, "good": np.array(start["theta"], copy=True), "t": time.perf_counter()}

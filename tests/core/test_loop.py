@@ -462,3 +462,16 @@ def test_online_loss_grad_matches_loss_and_grad_for_one_sample():
         tol = 1e-5 if net.dtype == np.float32 else 1e-12
         assert loss == pytest.approx(ref_loss, rel=tol)
         np.testing.assert_allclose(grad, ref_grad, rtol=tol, atol=tol)
+
+
+def test_test_data_is_recorded_every_epoch_and_decides_nothing(problem):
+    net, X, y, theta0 = problem
+    gen = np.random.default_rng(9)
+    Xt, yt = gen.normal(size=(7, 3)), gen.integers(2, size=7)
+    kw = dict(epochs=4, validation_fraction=0.3, early_stopping=2)
+    with_test = Trainer(net, "adam", **kw).fit(X, y, rng=0, theta=theta0, test_data=(Xt, yt))
+    without = Trainer(net, "adam", **kw).fit(X, y, rng=0, theta=theta0)
+    assert len(with_test.history["test_accuracy"]) == len(with_test.history["epoch"])
+    assert np.array_equal(with_test.x, without.x) and with_test.best_epoch == without.best_epoch
+    with pytest.raises(ValueError, match="test_data: X must have 3 features"):
+        Trainer(net, "adam").fit(X, y, test_data=(Xt[:, :2], yt))
