@@ -100,7 +100,12 @@ def _check_report(out: Path):
     return summary, html
 
 
-def test_compare_end_to_end(tmp_path, capsys):
+def test_compare_end_to_end(tmp_path, capsys, monkeypatch):
+    # FixedPointNet.evaluate reporting n_unconverged (the evaluation misses) is simulated: the table must show
+    # them beside the accuracy they affect, and mark an accuracy computed with misses (issue 10.5)
+    real = FixedPointNet.evaluate
+    monkeypatch.setattr(FixedPointNet, "evaluate", lambda self, theta, *data: {**real(self, theta, *data),
+                                                                              "n_unconverged": 3})
     out = tmp_path / "cmp"
     assert main(["compare", "--quick", "--quiet", "--out", str(out)] + TINY_COMPARE) == 0
     printed = capsys.readouterr().out
@@ -109,14 +114,21 @@ def test_compare_end_to_end(tmp_path, capsys):
     summary, html = _check_report(out)
     assert [row["method"] for row in summary["table"]] == [
         "MLP · static backprop", "FixedPointNet · RBP (gmres)", "FixedPointNet · BPTT (picard)"]
-    for row in summary["table"]:  # evaluation misses: — where the model does not report them
-        assert "test misses" in row and "val misses" in row
+    static, *recurrent = summary["table"]
+    assert static["test misses"] is None and static["val misses"] is None and "flag" not in static["test accuracy"]
+    for row in recurrent:
+        cols = list(row)
+        assert cols.index("test misses") == cols.index("test accuracy") + 1
+        assert row["test misses"] == 3 * 2 and row["val misses"] == 3 * 2 * 2  # 2 seeds; and 2 epochs each
+        assert row["test accuracy"]["flag"] == "†"
+    assert "†" in printed and any(n.startswith("† Test accuracy computed on test samples") for n in summary["notes"])
     assert len(summary["runs"]) == 6 and {r["seed"] for r in summary["runs"]} == {0, 1}
     files = {Path(f["file"]).name for f in summary["figures"]}
     assert {"loss.png", "accuracy.png", "gradient_cost.png", "spectral_radius.png", "forward_residuals.png",
             "adjoint_residuals.png", "confusion.png", "misclassified.png"} <= files
     header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
-    for key in ("val_accuracy", "forward_iterations", "adjoint_iterations", "n_forward_failed", "spectral_radius"):
+    for key in ("val_accuracy", "forward_iterations", "adjoint_iterations", "n_forward_failed", "spectral_radius",
+                "val_n_unconverged"):
         assert key in header
     config = json.loads((out / "config.json").read_text())
     assert config["experiment"] == "compare" and config["model"]["units"] == 12 and config["run"]["seeds"] == 2
@@ -231,28 +243,3 @@ def test_help_exits_cleanly(capsys):
     assert "compare" in capsys.readouterr().out
     assert main([]) == 2
 
-
-def test_compare_shows_evaluation_misses_next_to_the_accuracy_they_affect(tmp_path, monkeypatch, capsys):
-    """Issue 10.5 (the table's part): a test accuracy computed on unconverged samples is marked, and the test
-    and validation misses stand beside it. FixedPointNet.evaluate reporting ``n_unconverged`` (the lead's change)
-    is simulated here; without it the columns show — (see test_compare_end_to_end)."""
-    real = FixedPointNet.evaluate
-
-    def evaluate(self, theta, *data):
-        return {**real(self, theta, *data), "n_unconverged": 3}
-
-    monkeypatch.setattr(FixedPointNet, "evaluate", evaluate)
-    out = tmp_path / "cmp"
-    assert main(["compare", "--quick", "--quiet", "--out", str(out)] + TINY_COMPARE) == 0
-    printed = capsys.readouterr().out
-    summary = json.loads((out / "summary.json").read_text())
-    static, gmres, bptt = summary["table"]
-    assert static["test misses"] is None and static["val misses"] is None and "flag" not in static["test accuracy"]
-    for row in (gmres, bptt):
-        cols = list(row)
-        assert cols.index("test misses") == cols.index("test accuracy") + 1
-        assert row["test misses"] == 3 * 2  # two seeds
-        assert row["val misses"] == 3 * 2 * 2  # every epoch (2) of two seeds
-        assert row["test accuracy"]["flag"] == "†"
-    assert "†" in printed and any(n.startswith("† Test accuracy computed on test samples") for n in summary["notes"])
-    assert "val_n_unconverged" in (out / "metrics.csv").read_text().splitlines()[0]

@@ -327,7 +327,7 @@ def _copy(world, name, tmp_path_factory):
 
 
 @pytest.mark.filterwarnings("ignore:report. figure file:UserWarning")
-@settings(max_examples=30, **FUZZ)
+@settings(max_examples=25, **FUZZ)
 @given(data=st.data())
 def test_report_and_loaders_refuse_a_mutated_run_folder_cleanly(data, world, tmp_path_factory, monkeypatch,
                                                                   capsys):
@@ -361,7 +361,7 @@ def test_report_and_loaders_refuse_a_mutated_run_folder_cleanly(data, world, tmp
 
 
 @pytest.mark.filterwarnings("ignore:report. figure file:UserWarning")
-@settings(max_examples=30, **FUZZ)
+@settings(max_examples=25, **FUZZ)
 @given(data=st.data())
 def test_resume_of_a_mutated_run_folder_runs_nothing_it_names(data, world, tmp_path_factory, capsys):
     copy = _copy(world, "tiny", tmp_path_factory)

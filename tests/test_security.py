@@ -502,7 +502,8 @@ def test_a_read_only_disk_is_a_message(tmp_path, monkeypatch, capsys):
 @pytest.mark.skipif(not hasattr(signal, "SIGINT") or sys.platform == "win32", reason="POSIX signals")
 def test_ctrl_c_prints_the_command_that_continues_the_run(tmp_path):
     out = tmp_path / "cmp"
-    child = subprocess.Popen([sys.executable, "-m", "rbp", "compare", "--quick", "--quiet", "--out", str(out)],
+    child = subprocess.Popen([sys.executable, "-m", "rbp", "compare", "--quick", "--quiet", "--set", "run.seeds=1",
+                              "--out", str(out)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not list(out.glob("checkpoints/*.train.npz")) and child.poll() is None and time.monotonic() < deadline:

@@ -10,7 +10,11 @@ An experiment is a module with
   passes the schema but cannot run (a model that cannot be built, a data
   split that leaves no training sample), before anything is written;
 * ``run(config, folder, *, progress=None, resume=False) -> summary`` --
-  ``folder`` is the :class:`~rbp.report.RunFolder` to write into.
+  ``folder`` is the :class:`~rbp.report.RunFolder` to write into. Every
+  training writes a checkpoint, ``folder.checkpoint(name)``, after each epoch;
+  with ``resume=True`` a finished training is loaded instead of repeated and
+  an interrupted one continues from its last epoch, so the numbers are those
+  of an uninterrupted run, the timings aside.
 
 The built-in experiments are ``compare`` (the main job, also ``rbp
 compare``), ``static_ocr``, ``recurrent_ocr``, ``associative_memory``,

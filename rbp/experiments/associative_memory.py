@@ -376,9 +376,7 @@ def _plot_examples(runs, methods, arrays, data, path, n_show=5):
 def run(config: dict, out_dir, *, progress=None, resume=False) -> dict:
     """Train one net per gradient method and seed; figures into the run folder's ``figures/``; return the summary.
 
-    Each training writes a checkpoint into ``checkpoints/`` after every epoch; with ``resume=True``
-    finished trainings are loaded instead of repeated and an interrupted one continues from its last epoch
-    (the numbers are those of an uninterrupted run, the timings aside).
+    ``resume=True`` continues from the per-epoch checkpoints (see :mod:`rbp.experiments`).
     """
     config, folder = prepare(sys.modules[__name__], config, out_dir, resume=resume)
     data, model = config["data"], config["model"]

@@ -396,9 +396,7 @@ def _table(tasks, runs, infos):
 def run(config: dict, out_dir, *, progress=None, resume=False) -> dict:
     """Train the nets, write one figure per task into the run folder's ``figures/`` and return the summary.
 
-    Each training writes a checkpoint into ``checkpoints/`` after every epoch; with ``resume=True``
-    finished trainings are loaded instead of repeated and an interrupted one continues from its last epoch
-    (the numbers are those of an uninterrupted run, the timings aside).
+    ``resume=True`` continues from the per-epoch checkpoints (see :mod:`rbp.experiments`).
     """
     config, folder = prepare(sys.modules[__name__], config, out_dir, resume=resume)
     tasks = list(config["data"]["tasks"])

@@ -371,9 +371,7 @@ def _plot_solver(task, runs, model_cfg, path):
 def run(config: dict, out_dir, *, progress=None, resume=False) -> dict:
     """Train MLP and FixedPointNet per task and seed; figures into the run folder's ``figures/``; return the summary.
 
-    Each training writes a checkpoint into ``checkpoints/`` after every epoch; with ``resume=True``
-    finished trainings are loaded instead of repeated and an interrupted one continues from its last epoch
-    (the numbers are those of an uninterrupted run, the timings aside).
+    ``resume=True`` continues from the per-epoch checkpoints (see :mod:`rbp.experiments`).
     """
     config, folder = prepare(sys.modules[__name__], config, out_dir, resume=resume)
     tasks = list(config["data"]["tasks"])

@@ -290,9 +290,7 @@ def _plot_fonts(runs, path):
 def run(config: dict, out_dir, *, progress=None, resume=False) -> dict:
     """Train the MLPs, write the figures into the run folder's ``figures/`` and return the summary.
 
-    Each training writes a checkpoint into ``checkpoints/`` after every epoch; with ``resume=True``
-    finished trainings are loaded instead of repeated and an interrupted one continues from its last epoch
-    (the numbers are those of an uninterrupted run, the timings aside).
+    ``resume=True`` continues from the per-epoch checkpoints (see :mod:`rbp.experiments`).
     """
     config, folder = prepare(sys.modules[__name__], config, out_dir, resume=resume)
     tasks = list(config["data"]["tasks"])
