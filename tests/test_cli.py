@@ -100,6 +100,7 @@ def _check_report(out: Path):
     return summary, html
 
 
+@pytest.mark.filterwarnings("ignore::rbp.core.results.ConvergenceWarning")  # the simulated misses are warned about
 def test_compare_end_to_end(tmp_path, capsys, monkeypatch):
     # FixedPointNet.evaluate reporting n_unconverged (the evaluation misses) is simulated: the table must show
     # them beside the accuracy they affect, and mark an accuracy computed with misses (issue 10.5)
