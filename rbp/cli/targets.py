@@ -36,7 +36,16 @@ class Target:
 
 
 def read_config_file(path) -> tuple:
-    """``(overrides, experiment name or None, script name or None, description or None)`` of a TOML config."""
+    """``(overrides, experiment name or None, script name or None, description or None)`` of a TOML config.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "c.toml"
+    >>> _ = p.write_text('experiment = "static_ocr"\\n[train]\\nepochs = 2\\n')
+    >>> read_config_file(p)
+    ({'train': {'epochs': 2}}, 'static_ocr', None, None)
+    """
     path = Path(path)
     data = load_toml(path)
     for key in META_KEYS:
@@ -77,6 +86,19 @@ def resolve_target(target: str, config_file=None) -> Target:
         For an unknown name, a missing or invalid file, a config file that
         names a script or another experiment than TARGET, or a folder given
         as TARGET.
+
+    Examples
+    --------
+    >>> target = resolve_target("static_ocr")
+    >>> target.exp.name, target.meta, target.overrides
+    ('static_ocr', {'experiment': 'static_ocr'}, {})
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "theirs.toml"
+    >>> _ = p.write_text('script = "/tmp/payload.py"\\n')
+    >>> resolve_target(str(p))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    rbp.config.ConfigError: ...theirs.toml names the script '/tmp/payload.py': rbp imports no code that a file names. ...
     """
     path = Path(target)
     if target.endswith(".toml"):
@@ -133,7 +155,16 @@ def _first_doc_line(script: Path) -> str:
 
 
 def config_files(folder) -> list:
-    """Rows for ``rbp list``: every ``folder/*.toml``, the experiment it configures and the command that runs it."""
+    """Rows for ``rbp list``: every ``folder/*.toml``, the experiment it configures and the command that runs it.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "a.toml").write_text('experiment = "compare"\\ndescription = "mine"\\n')
+    >>> [(r["experiment"], r["description"]) for r in config_files(d)]
+    [('compare', 'mine')]
+    """
     folder = Path(folder)
     rows = []
     if not folder.is_dir():

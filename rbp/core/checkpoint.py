@@ -55,7 +55,14 @@ def _umask() -> int:
 
 
 def file_kind(mode: int) -> str:
-    """What a ``st_mode`` is, in words (``"a directory"``, ``"a FIFO"``, ...)."""
+    """What a ``st_mode`` is, in words (``"a directory"``, ``"a FIFO"``, ...).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> file_kind(os.stat(tempfile.gettempdir()).st_mode)
+    'a directory'
+    """
     for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
                        (stat.S_ISSOCK, "a socket"), (stat.S_ISREG, "a regular file")):

@@ -240,6 +240,15 @@ def get_experiment(name: str) -> Experiment:
     ConfigError
         For a name that is not an installed or registered experiment (with
         the nearest one and the list), or a module that breaks the protocol.
+
+    Examples
+    --------
+    >>> exp = get_experiment("compare")
+    >>> exp.module.__name__, exp.can_resume, exp.defaults["train"]["epochs"]
+    ('rbp.experiments.compare', True, 30)
+    >>> config = exp.resolve(quick=True, sets={"train": {"epochs": 2}})
+    >>> config["train"]["epochs"], config["model"]["units"]
+    (2, 40)
     """
     if not isinstance(name, str):
         raise ConfigError(f"an experiment name must be a string, got {type(name).__name__}")

@@ -149,6 +149,13 @@ class RunFolder:
         as :meth:`claim` checks it, without a lock: a new run (``resume=False``)
         refuses a folder that is not empty, so that nothing of an earlier run is
         mixed with, or continued by, this one.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> folder = RunFolder.of(tempfile.mkdtemp())
+        >>> sorted(p.name for p in folder.path.iterdir()), RunFolder.of(folder) is folder
+        (['figures'], True)
         """
         if isinstance(out_dir, RunFolder):
             return out_dir

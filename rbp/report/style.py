@@ -35,7 +35,13 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h")
 
 
 def color(index: int) -> str:
-    """The ``index``-th colour of the palette (matplotlib's ``tab10`` cycle, ``"C0"`` ...)."""
+    """The ``index``-th colour of the palette (matplotlib's ``tab10`` cycle, ``"C0"`` ...).
+
+    Examples
+    --------
+    >>> color(0), color(12)
+    ('C0', 'C2')
+    """
     return f"C{index % 10}"
 
 
@@ -78,6 +84,12 @@ def new_figure(nrows: int = 1, ncols: int = 1, *, figsize=None, layout=None, squ
         As in ``pyplot.subplots``.
     **subplots
         ``sharex``, ``sharey``, ``subplot_kw``... for ``Figure.subplots``.
+
+    Examples
+    --------
+    >>> fig, (left, right) = new_figure(1, 2, figsize=(6, 2.5), sharey=True)
+    >>> type(fig).__name__, left.get_shared_y_axes().joined(left, right)
+    ('Figure', True)
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -91,6 +103,16 @@ def save_figure(fig, path, *, caption: str = "", root=None, dpi: int = 110) -> d
     """Write ``fig`` as a PNG atomically; returns ``{"file", "caption"}`` for a summary's ``figures``.
 
     ``file`` is relative to ``root`` (the run folder) when it is given.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> run = pathlib.Path(tempfile.mkdtemp())
+    >>> fig, ax = new_figure(figsize=(3, 2))
+    >>> save_figure(fig, run / "figures" / "a.png", caption="A figure.", root=run)
+    {'file': 'figures/a.png', 'caption': 'A figure.'}
+    >>> (run / "figures" / "a.png").read_bytes()[:4]
+    b'\x89PNG'
     """
     path = Path(path)
     buf = io.BytesIO()
@@ -102,7 +124,15 @@ def save_figure(fig, path, *, caption: str = "", root=None, dpi: int = 110) -> d
 
 
 def style_axes(ax, *, integer_x: bool = False, which: str = "major"):
-    """A light grid; with ``integer_x``, integer ticks on the x axis (epochs)."""
+    """A light grid; with ``integer_x``, integer ticks on the x axis (epochs).
+
+    Examples
+    --------
+    >>> fig, ax = new_figure()
+    >>> style_axes(ax, integer_x=True)
+    >>> type(ax.xaxis.get_major_locator()).__name__
+    'MaxNLocator'
+    """
     ax.grid(True, which=which, alpha=0.3)
     if integer_x:
         from matplotlib.ticker import MaxNLocator
