@@ -6,11 +6,16 @@ the default is a float, a bool never stands for a number). Every config
 layer (a TOML file, ``--quick`` overrides, ``--set section.key=value``) is
 checked against it *before anything runs*: an unknown section or key is
 rejected with the nearest valid name, a wrong type or an out-of-range value
-is named with what was expected. Nothing is silently ignored.
+is named with what was expected. A number must be finite (TOML's ``inf`` and
+``nan`` are refused). Nothing is silently ignored. Values that only the
+experiment can judge (a model that cannot be built from them, a data split
+that leaves no training sample) are checked by the experiment's ``check``
+before anything runs; :func:`about` turns its ``ValueError`` into a
+:class:`ConfigError` naming the keys.
 
 Public names: :func:`load_toml`, :func:`parse_value`, :func:`parse_sets`,
 :func:`validate`, :func:`resolve`, :func:`merge`, :func:`dumps_toml`,
-:class:`Range`, :data:`CONSTRAINTS`, :class:`ConfigError`.
+:func:`about`, :class:`Range`, :data:`CONSTRAINTS`, :class:`ConfigError`.
 
 Examples
 --------
@@ -25,6 +30,7 @@ rbp.config.ConfigError: config: unknown key 'train.epoch'; did you mean 'train.e
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import json
@@ -32,6 +38,8 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from .core.checkpoint import json_depth_ok, read_regular_file
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -49,7 +57,12 @@ __all__ = [
     "resolve",
     "merge",
     "dumps_toml",
+    "about",
 ]
+
+#: Largest config file read, and deepest nesting of tables and arrays accepted in one.
+MAX_CONFIG_BYTES = 16 * 1024**2
+MAX_CONFIG_DEPTH = 32
 
 
 class ConfigError(ValueError):
@@ -95,6 +108,7 @@ class Range:
 #: dotted key (``CONSTRAINTS = {"model.units": Range(1)}`` or a tuple of
 #: allowed values).
 CONSTRAINTS = {
+    "seed": Range(0),
     "seeds": Range(1),
     "epochs": Range(1),
     "batch_size": Range(1),
@@ -120,15 +134,40 @@ def _constraint_for(path: str, extra: dict | None):
 
 
 def load_toml(path) -> dict:
-    """Read a TOML file; a syntax error becomes a :class:`ConfigError` naming the file."""
+    """Read a TOML file; every problem becomes a :class:`ConfigError` naming the file.
+
+    Only a regular file of at most 16 MiB is read (a folder, a FIFO or a
+    device is refused before reading); it must be UTF-8 TOML nested at most
+    32 tables or arrays deep.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "c.toml"
+    >>> _ = p.write_bytes(b"[train]\\nepochs = 3\\n")
+    >>> load_toml(p)
+    {'train': {'epochs': 3}}
+    >>> _ = p.write_bytes(b"name = '\\xff'")
+    >>> load_toml(p)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    rbp.config.ConfigError: ...c.toml: not UTF-8 text: ...
+    """
     path = Path(path)
+    raw = read_regular_file(path, max_bytes=MAX_CONFIG_BYTES, error=ConfigError, what="config file")
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc}") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:
+        data = None
+    if data is None or not json_depth_ok(data, MAX_CONFIG_DEPTH):
+        raise ConfigError(f"{path}: tables or arrays nested deeper than {MAX_CONFIG_DEPTH} levels: refused")
+    return data
 
 
 def parse_value(text: str):
@@ -141,9 +180,14 @@ def parse_value(text: str):
     (5, 0.001, 'gmres', 'gmres', [1, 2])
     """
     try:
-        return tomllib.loads(f"v = {text}")["v"]
+        value = tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
+    except RecursionError:
+        value = None
+    if value is None or not json_depth_ok(value, MAX_CONFIG_DEPTH):
+        raise ConfigError(f"--set value nested deeper than {MAX_CONFIG_DEPTH} levels: refused")
+    return value
 
 
 def parse_sets(items) -> dict:
@@ -225,7 +269,12 @@ def _check_type(value, default, path: str):
     elif isinstance(default, float):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         if ok:
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:
+                ok = False
+        if ok and not math.isfinite(value):
+            return value, f"{path} must be a finite number (default {json.dumps(default)}), got {value!r}"
     elif isinstance(default, str):
         ok = isinstance(value, str)
     elif isinstance(default, list):
@@ -408,3 +457,41 @@ def _toml_key(key) -> str:
     if key and all(c.isalnum() or c in "_-" for c in key):
         return key
     return json.dumps(key)
+
+
+@contextlib.contextmanager
+def about(*keys: str, source: str = "config", arguments: dict | None = None):
+    """Turn a ``ValueError`` raised in the block into a :class:`ConfigError` about config ``keys``.
+
+    An experiment's ``check(config)`` builds its models and data descriptions
+    from the config; a constructor that refuses a value names its own
+    argument (``backward must be one of ...``). The error names the config
+    key that argument came from: the key whose last part is the argument's
+    name, or the one ``arguments`` maps it to (``{"hidden":
+    "model.activation"}``); failing both, all of ``keys``.
+
+    Examples
+    --------
+    >>> with about("model.activation", "model.backward"):
+    ...     raise ValueError("backward must be one of ['direct', 'gmres'], got 'lu'")
+    Traceback (most recent call last):
+    ...
+    rbp.config.ConfigError: config: model.backward: backward must be one of ['direct', 'gmres'], got 'lu'
+    >>> with about("model.hidden", arguments={"sizes": "model.hidden"}):
+    ...     raise ValueError("sizes[1] must be an integer >= 1, got 0")
+    Traceback (most recent call last):
+    ...
+    rbp.config.ConfigError: config: model.hidden: sizes[1] must be an integer >= 1, got 0
+    """
+    try:
+        yield
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        message = str(exc)
+        names = {key.rsplit(".", 1)[-1]: key for key in keys}
+        names.update(arguments or {})
+        first = message.split(maxsplit=1)[0] if message.split() else ""
+        argument = first.split("[", 1)[0].rstrip(":,")
+        key = names.get(argument, " / ".join(keys))
+        raise ConfigError(f"{source}: {key}: {message}") from None

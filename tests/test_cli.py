@@ -78,6 +78,11 @@ def experiments(tmp_path):
     return folder
 
 
+def tiny(experiments, *extra):
+    """``rbp run experiments/tiny.py --config experiments/tiny.toml ...``: the script typed, the TOML applied."""
+    return ["run", str(experiments / "tiny.py"), "--config", str(experiments / "tiny.toml"), *extra]
+
+
 def _report_images(html):
     return [base64.b64decode(d, validate=True)
             for d in re.findall(r'src="data:image/png;base64,([^"]+)"', html)]
@@ -95,7 +100,13 @@ def _check_report(out: Path):
     return summary, html
 
 
-def test_compare_end_to_end(tmp_path, capsys):
+@pytest.mark.filterwarnings("ignore::rbp.core.results.ConvergenceWarning")  # the simulated misses are warned about
+def test_compare_end_to_end(tmp_path, capsys, monkeypatch):
+    # FixedPointNet.evaluate reporting n_unconverged (the evaluation misses) is simulated: the table must show
+    # them beside the accuracy they affect, and mark an accuracy computed with misses (issue 10.5)
+    real = FixedPointNet.evaluate
+    monkeypatch.setattr(FixedPointNet, "evaluate", lambda self, theta, *data: {**real(self, theta, *data),
+                                                                              "n_unconverged": 3})
     out = tmp_path / "cmp"
     assert main(["compare", "--quick", "--quiet", "--out", str(out)] + TINY_COMPARE) == 0
     printed = capsys.readouterr().out
@@ -104,12 +115,21 @@ def test_compare_end_to_end(tmp_path, capsys):
     summary, html = _check_report(out)
     assert [row["method"] for row in summary["table"]] == [
         "MLP · static backprop", "FixedPointNet · RBP (gmres)", "FixedPointNet · BPTT (picard)"]
+    static, *recurrent = summary["table"]
+    assert static["test misses"] is None and static["val misses"] is None and "flag" not in static["test accuracy"]
+    for row in recurrent:
+        cols = list(row)
+        assert cols.index("test misses") == cols.index("test accuracy") + 1
+        assert row["test misses"] == 3 * 2 and row["val misses"] == 3 * 2 * 2  # 2 seeds; and 2 epochs each
+        assert row["test accuracy"]["flag"] == "†"
+    assert "†" in printed and any(n.startswith("† Test accuracy computed on test samples") for n in summary["notes"])
     assert len(summary["runs"]) == 6 and {r["seed"] for r in summary["runs"]} == {0, 1}
     files = {Path(f["file"]).name for f in summary["figures"]}
     assert {"loss.png", "accuracy.png", "gradient_cost.png", "spectral_radius.png", "forward_residuals.png",
             "adjoint_residuals.png", "confusion.png", "misclassified.png"} <= files
     header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
-    for key in ("val_accuracy", "forward_iterations", "adjoint_iterations", "n_forward_failed", "spectral_radius"):
+    for key in ("val_accuracy", "forward_iterations", "adjoint_iterations", "n_forward_failed", "spectral_radius",
+                "val_n_unconverged"):
         assert key in header
     config = json.loads((out / "config.json").read_text())
     assert config["experiment"] == "compare" and config["model"]["units"] == 12 and config["run"]["seeds"] == 2
@@ -127,20 +147,20 @@ def test_compare_end_to_end(tmp_path, capsys):
     assert net.score(theta, test.X_test, test.y_test) == pytest.approx(run["test_accuracy"])
 
 
-def test_run_script_via_toml(tmp_path, experiments, capsys):
+def test_run_script_with_a_toml_config(tmp_path, experiments, capsys):
     out = tmp_path / "run1"
-    assert main(["run", str(experiments / "tiny.toml"), "--out", str(out), "--quiet", "--seeds", "2"]) == 0
+    assert main(tiny(experiments, "--out", str(out), "--quiet", "--seeds", "2")) == 0
     summary, html = _check_report(out)
     assert summary["figures"][0]["file"] == "figures/demo.png"  # the script's own figure, then the standard ones
     assert {Path(f["file"]).name for f in summary["figures"]} >= {"demo.png", "loss.png", "accuracy.png"}
     config = json.loads((out / "config.json").read_text())
     assert config["train"]["epochs"] == 3 and config["run"]["seeds"] == 2  # from the TOML and --seeds
-    assert config["script"].endswith("tiny.py")
+    assert config["script"] == "tiny.py"  # the file name only: a run folder names no path to import
     assert "tiny run" in html and "mlp" in capsys.readouterr().out
-    # the written config.toml re-runs the same experiment; --quick and --set apply on top
+    # the written config.toml re-runs the same experiment with the script typed again; --quick and --set apply
     again = tmp_path / "run2"
-    assert main(["run", str(out / "config.toml"), "--out", str(again), "--quick", "--quiet",
-                 "--set", "model.hidden=3"]) == 0
+    assert main(["run", str(experiments / "tiny.py"), "--config", str(out / "config.toml"), "--out", str(again),
+                 "--quick", "--quiet", "--set", "model.hidden=3"]) == 0
     config = json.loads((again / "config.json").read_text())
     assert config["train"]["epochs"] == 2 and config["model"]["hidden"] == 3
 
@@ -148,19 +168,20 @@ def test_run_script_via_toml(tmp_path, experiments, capsys):
 def test_bad_config_is_rejected_before_running(tmp_path, experiments, capsys):
     bad = experiments / "bad.toml"
     bad.write_text('script = "tiny.py"\n\n[train]\nepoch = 3\n')
-    assert main(["run", str(bad), "--out", str(tmp_path / "never")]) == 2
+    script = str(experiments / "tiny.py")
+    assert main(["run", script, "--config", str(bad), "--out", str(tmp_path / "never")]) == 2
     err = capsys.readouterr().err
     assert "unknown key 'train.epoch'" in err and "did you mean 'train.epochs'" in err
     assert not (tmp_path / "never").exists()
     bad.write_text('script = "tiny.py"\nepochs = 3\n')
-    assert main(["run", str(bad)]) == 2
+    assert main(["run", script, "--config", str(bad)]) == 2
     assert "unknown top-level key 'epochs'" in capsys.readouterr().err
     bad.write_text('experiment = "compare"\n\n[model]\nunit = 3\n')
     assert main(["run", str(bad)]) == 2
     assert "did you mean 'model.units'" in capsys.readouterr().err
     bad.write_text('[train]\nepochs = 3\n')
     assert main(["run", str(bad)]) == 2
-    assert "missing script" in capsys.readouterr().err
+    assert 'missing experiment = "<name>"' in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -168,7 +189,7 @@ def test_bad_config_is_rejected_before_running(tmp_path, experiments, capsys):
     [
         (["--set", "train.epochs=abc"], "train.epochs must be an integer"),
         (["--set", "train.epochs=0"], "train.epochs must be >= 1"),
-        (["--set", "model.backward=[\"gmres\", \"lu\"]"], "model.backward must be one of"),
+        (["--set", "model.backward=[\"gmres\", \"lu\"]"], "model.backward: backward must be one of"),
         (["--set", "model.unit=5"], "did you mean 'model.units'"),
         (["--set", "train.epochs"], "--set expects section.key=value"),
         (["--seeds", "0"], "run.seeds must be >= 1"),
@@ -185,13 +206,14 @@ def test_list_shows_compare_and_the_experiments_folder(experiments, monkeypatch,
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"^compare\s+rbp compare\s+Static vs recurrent backprop", out, re.M)
-    assert re.search(r"^tiny\s+rbp run experiments/tiny\.toml\s+Tiny XOR-ish experiment", out, re.M)
+    assert re.search(r"^static_ocr\s+rbp run static_ocr\s+Static backprop OCR", out, re.M)
+    assert re.search(r"^experiments/tiny\.toml\s+script tiny\.py\s+"
+                     r"rbp run experiments/tiny\.py --config experiments/tiny\.toml\s+Tiny XOR-ish experiment", out, re.M)
 
 
 def test_report_overlays_two_runs(tmp_path, experiments, capsys):
     for i in (1, 2):
-        assert main(["run", str(experiments / "tiny.toml"), "--out", str(tmp_path / f"r{i}"), "--quiet",
-                     "--set", f"run.seed={i}"]) == 0
+        assert main(tiny(experiments, "--out", str(tmp_path / f"r{i}"), "--quiet", "--set", f"run.seed={i}")) == 0
     target = tmp_path / "both" / "overlay.html"
     assert main(["report", str(tmp_path / "r1"), str(tmp_path / "r2"), "-o", str(target)]) == 0
     html = target.read_text()
@@ -221,3 +243,4 @@ def test_help_exits_cleanly(capsys):
     assert main(["--help"]) == 0
     assert "compare" in capsys.readouterr().out
     assert main([]) == 2
+

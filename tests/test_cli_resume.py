@@ -10,9 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from rbp.cli import main, run_lock
-from rbp.config import ConfigError
+from rbp.cli import main
 from rbp.core.checkpoint import load_params
+from rbp.report import RunFolder, RunFolderError
 
 TINY = ["--quick", "--quiet", "--set", "run.seeds=1"]
 
@@ -44,11 +44,12 @@ def test_compare_killed_mid_run_then_resumed_is_bit_identical(tmp_path):
         a, _ = load_params(whole / "checkpoints" / f"{name}.npz")
         b, _ = load_params(broken / "checkpoints" / f"{name}.npz")
         np.testing.assert_array_equal(a, b, err_msg=name)
-    assert not (broken / ".lock").exists()
+    with RunFolder(broken).lock():  # the lock file stays, and nobody holds it
+        pass
 
 
 def test_a_second_run_on_a_locked_folder_is_refused(tmp_path, capsys):
-    with run_lock(tmp_path):
+    with RunFolder(tmp_path).lock():
         assert main(["compare", *TINY, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "is in use by process" in err and str(tmp_path / ".lock") in err
@@ -64,16 +65,17 @@ def test_a_stale_lock_is_taken_over(tmp_path):
     (tmp_path / "checkpoints").mkdir()
     partial = tmp_path / "checkpoints" / ".static-seed0.train.npz.abc123.tmp"  # a write cut by SIGKILL
     partial.write_bytes(b"PK")
-    with run_lock(tmp_path):
+    with RunFolder(tmp_path).claim(resume=True):
         assert not partial.exists()
         assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
-    assert not (tmp_path / ".lock").exists()
+    with RunFolder(tmp_path).lock():  # released at the end (the file stays: removing it would race)
+        pass
 
 
 def test_nested_lock_on_the_same_folder_is_refused(tmp_path):
-    with run_lock(tmp_path):
-        with pytest.raises(ConfigError, match="is in use by process"):
-            with run_lock(tmp_path):
+    with RunFolder(tmp_path).lock():
+        with pytest.raises(RunFolderError, match="is in use by process"):
+            with RunFolder(tmp_path).lock():
                 pass
 
 

@@ -158,3 +158,79 @@ def test_dumps_toml_round_trips():
     back = tomllib.loads(dumps_toml(config, header="a header"))
     expected = {**config, "run": {"seeds": 3}}
     assert back == expected
+
+
+# -- issue 10: values that passed the schema and crashed later, files that gave a traceback -------------
+
+
+@pytest.mark.parametrize("text", ["inf", "-inf", "nan", "+inf"])
+def test_non_finite_numbers_are_refused(text):
+    """An inf learning rate or tolerance passed the schema and crashed the run after its folder existed."""
+    with pytest.raises(ConfigError, match=r"train\.learning_rate must be a finite number.*got"):
+        resolve(SCHEMA, parse_sets([f"train.learning_rate={text}"]))
+    with pytest.raises(ConfigError, match=r"model\.tol must be a finite number"):
+        validate({"model": {"tol": float(text)}}, SCHEMA)
+
+
+def test_a_list_of_numbers_must_be_finite_too():
+    schema = {"sweep": {"tols": [1e-3, 1e-6]}}
+    with pytest.raises(ConfigError, match=r"sweep\.tols\[1\] must be a finite number"):
+        validate({"sweep": {"tols": [1e-3, float("inf")]}}, schema)
+
+
+def test_a_seed_must_not_be_negative():
+    schema = {"run": {"seed": 0, "seeds": 1}, "data": {"seed": 0}}
+    with pytest.raises(ConfigError, match=r"run\.seed must be >= 0, got -5"):
+        validate({"run": {"seed": -5}}, schema)
+    with pytest.raises(ConfigError, match=r"data\.seed must be >= 0"):
+        validate({"data": {"seed": -1}}, schema)
+
+
+def test_a_huge_integer_for_a_float_key_is_refused_not_an_overflow():
+    with pytest.raises(ConfigError, match=r"train\.learning_rate must be a number"):
+        validate({"train": {"learning_rate": 10**400}}, SCHEMA)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"[train]\nname = '\xff\xfe'\n", r"not UTF-8 text"),
+    (b"v = " + b"[" * 5000 + b"]" * 5000 + b"\n", r"nested deeper than 32 levels"),
+    (b"v = " + b"[" * 100 + b"]" * 100 + b"\n", r"nested deeper than 32 levels"),
+    (b"a = {b = {c = {d = 1}}}\n" + b"x." * 40 + b"y = 1\n", r"nested deeper than 32 levels"),
+])
+def test_hostile_toml_is_a_config_error(tmp_path, content, message):
+    """Non-UTF-8 and deeply nested TOML raised UnicodeDecodeError and RecursionError."""
+    path = tmp_path / "bad.toml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_toml(path)
+    assert "bad.toml" in str(info.value)
+
+
+def test_a_folder_or_a_fifo_as_config_is_a_config_error(tmp_path):
+    import os
+
+    with pytest.raises(ConfigError, match=r"is a directory, not a regular file"):
+        load_toml(tmp_path)
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pipe.toml")  # reading it would block forever
+        with pytest.raises(ConfigError, match=r"is a FIFO \(named pipe\), not a regular file"):
+            load_toml(tmp_path / "pipe.toml")
+
+
+def test_a_deeply_nested_set_value_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"nested deeper than"):
+        parse_sets(["a.b=" + "[" * 5000 + "]" * 5000])
+
+
+def test_about_names_the_config_key_of_a_refused_argument():
+    from rbp.config import about
+
+    with pytest.raises(ConfigError, match=r"^config: train\.optimizer: optimizer must be one of"):
+        with about("train.optimizer", "train.learning_rate"):
+            raise ValueError("optimizer must be one of ['adam'], got 'adm'")
+    with pytest.raises(ConfigError, match=r"^config: model\.static_activation: hidden must be"):
+        with about("model.units", arguments={"hidden": "model.static_activation"}):
+            raise ValueError("hidden must be one of ['relu'], got 'x'")
+    with pytest.raises(ConfigError, match=r"^config: data\.n_train / data\.validation_fraction: leaves"):
+        with about("data.n_train", "data.validation_fraction"):
+            raise ValueError("leaves no training samples")

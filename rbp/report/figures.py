@@ -13,17 +13,18 @@ band the min-max range over seeds.
 Public names: :func:`standard_figures`, :func:`learning_curves`,
 :func:`solver_effort`, :func:`spectral_radius`, :func:`residual_traces`,
 :func:`confusion_matrices`, :func:`misclassified_grid`, :func:`group_runs`.
+Colours, line styles and markers come from :mod:`rbp.report.style`, as in
+every experiment's own figures.
 """
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 
 import numpy as np
 
-from .run import atomic_write
+from .style import LINESTYLES, MARKERS, color, new_figure, palette, save_figure
 
 __all__ = [
     "standard_figures",
@@ -40,30 +41,12 @@ _STYLE = {"train": "-", "validation": "--"}
 
 
 def _new_figure(ncols=1, nrows=1, size=(5.2, 3.9)):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(size[0] * ncols, size[1] * nrows), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    return fig, axes
+    """Panels of ``size`` inches each, constrained layout, axes always 2-D."""
+    return new_figure(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), layout="constrained", squeeze=False)
 
 
 def _save(fig, path, caption: str, root=None) -> dict:
-    path = Path(path)
-    buf = io.BytesIO()
-    with np.errstate(all="ignore"):
-        fig.savefig(buf, format="png", dpi=110)
-    atomic_write(path, buf.getvalue(), mode="wb")
-    file = path.relative_to(root).as_posix() if root is not None else path.as_posix()
-    return {"file": file, "caption": caption}
-
-
-def _palette(labels):
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab10"]
-    return {label: cmap(i % 10) for i, label in enumerate(labels)}
+    return save_figure(fig, path, caption=caption, root=root)
 
 
 def group_runs(runs) -> dict:
@@ -135,13 +118,10 @@ def _mean_band(values):
             return np.nanmean(values, axis=0), np.nanmin(values, axis=0), np.nanmax(values, axis=0)
 
 
-_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
-
-
 def _look(index: int) -> dict:
     """Marker and line width of the ``index``-th method: earlier lines are wider, so a
     later method whose curve coincides with an earlier one stays visible on top of it."""
-    return {"marker": _MARKERS[index % len(_MARKERS)], "linewidth": max(1.0, 2.6 - 0.6 * index)}
+    return {"marker": MARKERS[index % len(MARKERS)], "linewidth": max(1.0, 2.6 - 0.6 * index)}
 
 
 def _plot_band(ax, x, values, *, color, linestyle="-", label=None, marker=None, linewidth=1.6):
@@ -193,7 +173,7 @@ def learning_curves(runs, path, *, metric: str = "loss", root=None, title_prefix
     present = [(k, name) for k, name in keys if any(_stack(g, k) is not None for g in groups.values())]
     if not present:
         return None
-    colors = _palette(groups)
+    colors = palette(groups)
     fig, axes = _new_figure(ncols=2)
     ax_e, ax_t = axes[0]
     all_values, all_times = [], []
@@ -260,7 +240,7 @@ def solver_effort(runs, path, *, root=None) -> dict | None:
     panels = [p for p, ok in (("grad", has_grad), ("fwd", has_fwd), ("adj", has_adj)) if ok]
     if not panels:
         return None
-    colors = _palette(groups)
+    colors = palette(groups)
     fig, axes = _new_figure(ncols=len(panels), size=(4.6, 3.8))
     failed = {}
     for ax, panel in zip(axes[0], panels):
@@ -322,7 +302,7 @@ def spectral_radius(runs, path, *, root=None) -> dict | None:
     if not groups:
         return None
     everyone = list(group_runs(runs))
-    colors = _palette(everyone)
+    colors = palette(everyone)
     fig, axes = _new_figure()
     ax = axes[0, 0]
     top = 1.0
@@ -408,12 +388,10 @@ def residual_traces(traces, path, *, title: str, xlabel: str, ylabel: str, capti
     if not traces:
         return None
     labels = list(dict.fromkeys(t["label"] for t in traces))
-    padded = _palette([f"\0{i}" for i in range(color_offset)] + labels)
-    colors = {label: padded[label] for label in labels}
+    colors = {label: color(i + color_offset) for i, label in enumerate(labels)}
     fig, axes = _new_figure(size=(6.4, 4.2))
     ax = axes[0, 0]
     seen = set()
-    dashes = ("-", "--", "-.", ":")
     for t in traces:
         r = np.array([np.nan if v is None else v for v in t["residuals"]], dtype=float)
         with np.errstate(invalid="ignore"):
@@ -424,8 +402,8 @@ def residual_traces(traces, path, *, title: str, xlabel: str, ylabel: str, capti
         seen.add(t["label"])
         i = labels.index(t["label"])
         ax.plot(np.arange(len(r)), r, color=colors[t["label"]], label=label, alpha=0.85,
-                linestyle=dashes[i % len(dashes)], linewidth=max(1.0, 2.4 - 0.25 * i),
-                marker=_MARKERS[i % len(_MARKERS)], markevery=max(1, len(r) // 12), markersize=4)
+                linestyle=LINESTYLES[i % 4], linewidth=max(1.0, 2.4 - 0.25 * i),
+                marker=MARKERS[i % len(MARKERS)], markevery=max(1, len(r) // 12), markersize=4)
     if tol is not None:
         ax.axhline(tol, color="0.3", linestyle="--", linewidth=1, label=f"threshold {tol:g}")
     ax.set_yscale("log")

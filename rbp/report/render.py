@@ -5,6 +5,12 @@ further tables, then every figure the summary lists, each with its caption
 under it, then the per-run status and the resolved configuration. The HTML
 embeds its images as base64 PNG, so it can be mailed or archived alone; the
 Markdown links the PNG files.
+
+A figure is read only through :class:`~rbp.report.folder.RunFolder`: a
+regular PNG file inside the run folder it belongs to, size-capped. Anything
+else a summary lists (an absolute path, ``..``, a symbolic link leading out,
+a FIFO, a file that is not a PNG image) is shown as a "figure not shown"
+placeholder with the reason, and warned about.
 """
 
 from __future__ import annotations
@@ -16,7 +22,11 @@ import os
 import warnings
 from pathlib import Path
 
+from ..core.checkpoint import atomic_write
+from .folder import MAX_FIGURE_BYTES, RunFolder, RunFolderError
 from .tables import html_table, markdown_table
+
+_PNG = b"\x89PNG\r\n\x1a\n"
 
 __all__ = ["render_html", "render_markdown", "write_report", "run_status_rows"]
 
@@ -42,36 +52,54 @@ details pre { background: #f6f8fa; padding: 0.8em; overflow-x: auto; font-size: 
 """
 
 
-def _listed(figures) -> list:
+def _listed(figures, roots, root) -> list:
+    """``(entry, folder)`` for every well-formed figure entry; ``folder`` is the run folder its file is in."""
+    figures = figures if isinstance(figures, list) else []
+    roots = list(roots) if roots is not None else []
     out = []
-    for fig in figures or []:
-        if isinstance(fig, dict) and (fig.get("file") or fig.get("path")):
-            out.append(fig)
+    for i, fig in enumerate(figures):
+        if isinstance(fig, dict) and isinstance(fig.get("file"), str) and fig["file"]:
+            here = roots[i] if i < len(roots) and roots[i] is not None else root
+            out.append((fig, RunFolder(here if here is not None else ".")))
         else:
-            warnings.warn(f"report: a figure entry must be a dict with 'file' and 'caption', got {fig!r}",
+            warnings.warn(f"report: a figure entry must be a dict with 'file' and 'caption', got {fig!r:.100}",
                           stacklevel=3)
     return out
 
 
-def _figure_path(fig: dict, root) -> Path:
-    p = Path(fig.get("path") or fig["file"])
-    return p if p.is_absolute() or root is None else Path(root) / p
+def _figure_bytes(fig: dict, folder: RunFolder):
+    """``(png bytes, None)`` or ``(None, why it is not shown)``."""
+    try:
+        data = folder.read_bytes(fig["file"], max_bytes=MAX_FIGURE_BYTES)
+    except RunFolderError as exc:
+        missing = "does not exist" in str(exc)
+        return None, ("is missing" if missing else f"is refused: {exc}")
+    if not data.startswith(_PNG):
+        return None, "is refused: not a PNG image"
+    return data, None
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else ("" if value is None else str(value))
 
 
 def run_status_rows(runs) -> list:
     """One row per run: label, seed, status, epochs, final metrics, seconds."""
     rows = []
     for r in runs:
-        h = r.get("history") or {}
+        if not isinstance(r, dict):
+            continue
+        h = r.get("history") if isinstance(r.get("history"), dict) else {}
 
         def last(key):
-            col = [v for v in h.get(key, []) if v is not None]
+            col = h.get(key)
+            col = [v for v in col if v is not None] if isinstance(col, list) else []
             return col[-1] if col else None
 
         row = {"run": r.get("label", ""), "seed": r.get("seed")}
         if r.get("status") is not None:
             row["status"] = r.get("status")
-        row["epochs"] = len(h.get("loss", [])) or None
+        row["epochs"] = len(h["loss"]) if isinstance(h.get("loss"), list) and h["loss"] else None
         row["final loss"] = last("loss")
         if "val_loss" in h:
             row["final val loss"] = last("val_loss")
@@ -79,6 +107,8 @@ def run_status_rows(runs) -> list:
             row["final val accuracy"] = last("val_accuracy")
         if r.get("test_accuracy") is not None:
             row["test accuracy"] = r.get("test_accuracy")
+        if r.get("test_n_unconverged") is not None:
+            row["test misses"] = r.get("test_n_unconverged")
         row["train seconds"] = r.get("seconds", last("time"))
         rows.append(row)
     return rows
@@ -91,17 +121,26 @@ def _meta_line(summary: dict, config: dict) -> str:
     run = config.get("run", {}) if isinstance(config.get("run"), dict) else {}
     if "seeds" in run:
         bits.append(f"seeds: {run['seeds']}")
-    versions = config.get("versions") or {}
+    versions = config.get("versions") if isinstance(config.get("versions"), dict) else {}
     if versions:
         bits.append(", ".join(f"{k} {v}" for k, v in versions.items()))
     return " · ".join(bits)
 
 
 def _title(summary: dict, title=None) -> str:
-    return title or summary.get("title") or f"Results: {summary.get('experiment', 'experiment')}"
+    return _text(title or summary.get("title") or f"Results: {_text(summary.get('experiment', 'experiment'))}")
 
 
-def render_html(summary: dict, config: dict, *, root=None, title=None, config_text: str | None = None) -> str:
+def _list(value) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _rows(value) -> list:
+    return [r for r in _list(value) if isinstance(r, dict)]
+
+
+def render_html(summary: dict, config: dict, *, root=None, title=None, config_text: str | None = None,
+                figure_roots=None) -> str:
     """The report as one self-contained HTML page (images embedded as base64 PNG).
 
     Parameters
@@ -115,6 +154,9 @@ def render_html(summary: dict, config: dict, *, root=None, title=None, config_te
         The resolved configuration (shown at the end).
     root : path, optional
         The run folder the figure files are relative to.
+    figure_roots : list of path, optional
+        Per figure, the run folder its file is in (default ``root``), for a
+        report that shows the figures of several runs.
     """
     from ..config import dumps_toml
 
@@ -128,32 +170,33 @@ def render_html(summary: dict, config: dict, *, root=None, title=None, config_te
         f'<p class="meta">{html.escape(_meta_line(summary, config))}</p>',
     ]
     if summary.get("description"):
-        out.append(f"<p>{html.escape(summary['description'])}</p>")
+        out.append(f"<p>{html.escape(_text(summary['description']))}</p>")
     out.append("<h2>Comparison</h2>")
-    out.append(html_table(summary.get("table") or [], caption=summary.get("table_caption")))
-    notes = summary.get("notes") or []
+    out.append(html_table(_rows(summary.get("table")), caption=_text(summary.get("table_caption")) or None))
+    notes = _list(summary.get("notes"))
     if notes:
         out.append('<ul class="notes">' + "".join(f"<li>{html.escape(str(n))}</li>" for n in notes) + "</ul>")
-    for extra in summary.get("tables") or []:
-        out.append(f"<h3>{html.escape(str(extra.get('title', '')))}</h3>")
-        out.append(html_table(extra.get("rows") or [], caption=extra.get("caption")))
-    figures = _listed(summary.get("figures"))
+    for extra in _rows(summary.get("tables")):
+        out.append(f"<h3>{html.escape(_text(extra.get('title', '')))}</h3>")
+        out.append(html_table(_rows(extra.get("rows")), caption=_text(extra.get("caption")) or None))
+    figures = _listed(summary.get("figures"), figure_roots, root)
     if figures:
         out.append("<h2>Figures</h2>")
-    for i, fig in enumerate(figures, start=1):
-        path = _figure_path(fig, root)
-        caption = html.escape(str(fig.get("caption", "")))
-        if path.exists():
-            data = base64.b64encode(path.read_bytes()).decode("ascii")
-            alt = html.escape(path.stem.replace("_", " "))
+    for i, (fig, folder) in enumerate(figures, start=1):
+        caption = html.escape(_text(fig.get("caption", "")))
+        data, why = _figure_bytes(fig, folder)
+        if data is not None:
+            alt = html.escape(Path(fig["file"]).stem.replace("_", " "))
             out.append(
-                f'<figure id="fig{i}"><img alt="{alt}" src="data:image/png;base64,{data}">'
+                f'<figure id="fig{i}"><img alt="{alt}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
                 f"<figcaption><b>Figure {i}.</b> {caption}</figcaption></figure>"
             )
         else:
-            warnings.warn(f"report: figure file {str(path)!r} is listed in the summary but missing", stacklevel=2)
-            out.append(f'<p class="missing">Figure {i}: file {html.escape(str(path))} is missing.</p>')
-    runs = summary.get("runs") or []
+            shown = f"{fig['file']!r:.200} in {str(folder.path)!r}"
+            warnings.warn(f"report: figure file {shown} is listed in the summary but {why}", stacklevel=2)
+            out.append(f'<p class="missing">Figure {i}: file {html.escape(shown)} {html.escape(why)} '
+                       f"(not shown). {caption}</p>")
+    runs = _list(summary.get("runs"))
     if runs:
         out.append("<h2>Runs</h2>")
         out.append(html_table(run_status_rows(runs), caption="One row per training run (method and seed)."))
@@ -166,33 +209,41 @@ def render_html(summary: dict, config: dict, *, root=None, title=None, config_te
     return "\n".join(out) + "\n"
 
 
-def render_markdown(summary: dict, config: dict, *, root=None, title=None, md_dir=None) -> str:
-    """The report in Markdown; figures are linked relative to ``md_dir`` (default ``root``)."""
+def render_markdown(summary: dict, config: dict, *, root=None, title=None, md_dir=None, figure_roots=None) -> str:
+    """The report in Markdown; figures are linked relative to ``md_dir`` (default ``root``).
+
+    A figure whose file is not a safe path inside its run folder is named, not linked.
+    """
     from ..config import dumps_toml
 
     md_dir = Path(md_dir or root or ".")
     out = [f"# {_title(summary, title)}", "", f"_{_meta_line(summary, config)}_", ""]
     if summary.get("description"):
-        out += [summary["description"], ""]
-    out += ["## Comparison", "", markdown_table(summary.get("table") or []), ""]
+        out += [_text(summary["description"]), ""]
+    out += ["## Comparison", "", markdown_table(_rows(summary.get("table"))), ""]
     if summary.get("table_caption"):
-        out += [f"_{summary['table_caption']}_", ""]
-    for n in summary.get("notes") or []:
+        out += [f"_{_text(summary['table_caption'])}_", ""]
+    for n in _list(summary.get("notes")):
         out.append(f"- {n}")
-    if summary.get("notes"):
+    if _list(summary.get("notes")):
         out.append("")
-    for extra in summary.get("tables") or []:
-        out += [f"### {extra.get('title', '')}", "", markdown_table(extra.get("rows") or []), ""]
+    for extra in _rows(summary.get("tables")):
+        out += [f"### {_text(extra.get('title', ''))}", "", markdown_table(_rows(extra.get("rows"))), ""]
         if extra.get("caption"):
-            out += [f"_{extra['caption']}_", ""]
-    figures = _listed(summary.get("figures"))
+            out += [f"_{_text(extra['caption'])}_", ""]
+    figures = _listed(summary.get("figures"), figure_roots, root)
     if figures:
         out += ["## Figures", ""]
-    for i, fig in enumerate(figures, start=1):
-        path = _figure_path(fig, root)
+    for i, (fig, folder) in enumerate(figures, start=1):
+        caption = _text(fig.get("caption", ""))
+        try:
+            path = folder.path / folder._relative(fig["file"])
+        except RunFolderError as exc:
+            out += [f"_Figure {i} not shown: {exc}_", "", f"**Figure {i}.** {caption}", ""]
+            continue
         link = os.path.relpath(path, md_dir).replace(os.sep, "/")
-        out += [f"![Figure {i}]({link})", "", f"**Figure {i}.** {fig.get('caption', '')}", ""]
-    runs = summary.get("runs") or []
+        out += [f"![Figure {i}]({link})", "", f"**Figure {i}.** {caption}", ""]
+    runs = _list(summary.get("runs"))
     if runs:
         out += ["## Runs", "", markdown_table(run_status_rows(runs)), ""]
     out += ["## Resolved configuration", "", "```toml",
@@ -201,7 +252,7 @@ def render_markdown(summary: dict, config: dict, *, root=None, title=None, md_di
 
 
 def write_report(out_dir, config: dict, summary: dict, *, html_name="report.html", md_name="report.md",
-                 title=None, root=None):
+                 title=None, root=None, figure_roots=None):
     """Write ``report.html`` and ``report.md`` into ``out_dir`` (atomically).
 
     The report reads as a results section: the comparison table
@@ -222,11 +273,10 @@ def write_report(out_dir, config: dict, summary: dict, *, html_name="report.html
     >>> "MLP" in html.read_text() and "Demo" in md.read_text()
     True
     """
-    from .run import atomic_write
-
     out = Path(out_dir)
     root = Path(root) if root is not None else out
     html_path, md_path = out / html_name, out / md_name
-    atomic_write(html_path, render_html(summary, config, root=root, title=title))
-    atomic_write(md_path, render_markdown(summary, config, root=root, title=title, md_dir=out))
+    atomic_write(html_path, render_html(summary, config, root=root, title=title, figure_roots=figure_roots))
+    atomic_write(md_path, render_markdown(summary, config, root=root, title=title, md_dir=out,
+                                          figure_roots=figure_roots))
     return html_path, md_path

@@ -1,7 +1,11 @@
 """A run is a folder: resolved config, per-epoch metrics, summary, figures, report.
 
 Files are written atomically (temporary file + rename), so a reader never
-sees a partial file.
+sees a partial file. A run folder is read back (:func:`load_run`) only
+through :class:`~rbp.report.folder.RunFolder`: regular files inside it,
+size-capped, with the summary's structure checked, so that a folder from
+someone else gives a clear :class:`~rbp.report.folder.RunFolderError`, never
+a traceback, and never makes rbp read a file outside it.
 """
 
 from __future__ import annotations
@@ -15,47 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from ..core.checkpoint import atomic_write
+from .folder import RunFolder, RunFolderError, jsonable
 
-__all__ = ["prepare_run_folder", "write_run", "atomic_write", "metrics_csv", "read_metrics_csv", "load_run", "METRIC_COLUMNS"]
-
-
-def prepare_run_folder(out_dir, *, resume: bool = False) -> Path:
-    """Create ``out_dir/figures`` and, for a new run (``resume=False``),
-    remove the training checkpoints (``checkpoints/*.train.npz``) an earlier
-    run left there, so that a later ``--resume`` can only continue this run.
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> d = pathlib.Path(tempfile.mkdtemp())
-    >>> (d / "checkpoints").mkdir(); _ = (d / "checkpoints" / "old.train.npz").write_bytes(b"")
-    >>> out = prepare_run_folder(d)
-    >>> sorted(p.name for p in out.iterdir()), list((d / "checkpoints").iterdir())
-    (['checkpoints', 'figures'], [])
-    """
-    out = Path(out_dir)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    if not resume:
-        for stale in (out / "checkpoints").glob("*.train.npz"):
-            stale.unlink()
-    return out
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    if isinstance(obj, (str, int, bool)) or obj is None:
-        return obj
-    return str(obj)
+__all__ = ["write_run", "atomic_write", "metrics_csv", "read_metrics_csv", "load_run", "METRIC_COLUMNS"]
 
 
 #: Leading metrics.csv columns, in this order, when present; others follow sorted.
@@ -122,34 +88,41 @@ def read_metrics_csv(path) -> list:
     >>> [(r["label"], r["history"]["loss"]) for r in read_metrics_csv(p)]
     [('mlp', [0.5, 0.25])]
     """
-    runs: dict = {}
     with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        cols = [c for c in (reader.fieldnames or []) if c not in ("run", "seed")]
-        for row in reader:
-            seed = row.get("seed", "")
-            seed = int(seed) if seed.strip().lstrip("-").isdigit() else (seed or None)
-            key = (row.get("run", ""), seed)
-            run = runs.setdefault(key, {"label": key[0], "seed": seed, "history": {c: [] for c in cols}})
-            for c in cols:
-                text = row.get(c, "")
-                try:
-                    v = float(text) if text != "" else math.nan
-                except ValueError:
-                    v = text
-                if isinstance(v, float) and v.is_integer() and (c == "epoch" or c.startswith("n_")):
-                    v = int(v)
-                run["history"][c].append(v)
+        return _parse_metrics_csv(fh)
+
+
+def _parse_metrics_csv(lines) -> list:
+    runs: dict = {}
+    reader = csv.DictReader(lines)
+    cols = [c for c in (reader.fieldnames or []) if c not in ("run", "seed")]
+    for row in reader:
+        seed = row.get("seed") or ""
+        seed = int(seed) if len(seed) < 20 and seed.strip().lstrip("-").isdigit() else (seed or None)
+        key = (row.get("run") or "", seed)
+        run = runs.setdefault(key, {"label": key[0], "seed": seed, "history": {c: [] for c in cols}})
+        for c in cols:
+            text = row.get(c) or ""
+            if not isinstance(text, str):  # a row with more cells than the header
+                text = ""
+            try:
+                v = float(text) if text != "" else math.nan
+            except ValueError:
+                v = text
+            if isinstance(v, float) and v.is_integer() and (c == "epoch" or c.startswith("n_")):
+                v = int(v)
+            run["history"][c].append(v)
     return list(runs.values())
 
 
 def _versions() -> dict:
     import platform
+    import sys
 
     import matplotlib
     import scipy
 
-    import rbp
+    rbp = sys.modules[__name__.partition(".")[0]]  # loaded before any of its submodules; no import cycle
 
     return {
         "rbp": rbp.__version__, "numpy": np.__version__, "scipy": scipy.__version__,
@@ -220,19 +193,27 @@ def write_run(out_dir, config: dict, summary: dict, *, report: bool = True) -> P
         figures += [f for f in standard_figures(runs, out / "figures", root=out, prefix=prefix)
                     if f["file"] not in listed]
     summary["figures"] = figures
-    atomic_write(out / "config.json", json.dumps(_jsonable(resolved), indent=2) + "\n")
-    toml_config = {k: v for k, v in resolved.items() if k not in ("versions", "invocation")}
-    header = "Resolved configuration of this run; re-run it with `rbp run config.toml`" + (
-        "" if ("script" in toml_config or "experiment" in toml_config) else " after adding script = \"...\""
-    ) + ".\n" + ", ".join(f"{k} {v}" for k, v in resolved["versions"].items())
-    atomic_write(out / "config.toml", dumps_toml(_jsonable(toml_config), header=header))
+    atomic_write(out / "config.json", json.dumps(jsonable(resolved), indent=2) + "\n")
+    toml_config = {k: v for k, v in resolved.items() if k not in ("versions", "invocation", "resumed")}
+    atomic_write(out / "config.toml", dumps_toml(jsonable(toml_config), header=_rerun_header(toml_config, resolved)))
     atomic_write(out / "metrics.csv", metrics_csv(runs))
-    atomic_write(out / "summary.json", json.dumps(_jsonable(summary), indent=2) + "\n")
+    atomic_write(out / "summary.json", json.dumps(jsonable(summary), indent=2) + "\n")
     if report:
         from .render import write_report
 
-        write_report(out, _jsonable(resolved), _jsonable(summary))
+        write_report(out, jsonable(resolved), jsonable(summary))
     return out
+
+
+def _rerun_header(toml_config: dict, resolved: dict) -> str:
+    script, name = toml_config.get("script"), toml_config.get("experiment")
+    if isinstance(name, str):
+        how = "re-run it with `rbp run config.toml`"
+    elif isinstance(script, str):
+        how = f"re-run it with `rbp run path/to/{script} --config config.toml` (rbp imports no script a file names)"
+    else:
+        how = "re-run it with `rbp run NAME --config config.toml`"
+    return f"Resolved configuration of this run; {how}.\n" + ", ".join(f"{k} {v}" for k, v in resolved["versions"].items())
 
 
 def load_run(run_dir):
@@ -250,19 +231,62 @@ def load_run(run_dir):
     >>> config, summary = load_run(out)
     >>> config["train"], summary["runs"][0]["history"]["loss"]
     ({'epochs': 1}, [0.3])
+
+    Raises
+    ------
+    RunFolderError
+        (a ValueError) for a missing folder, a folder with neither
+        ``summary.json`` nor ``metrics.csv``, and for any file that is not a
+        regular file inside the folder, is too large, is not valid JSON/CSV or
+        does not have the structure described in :func:`write_run`.
     """
-    run_dir = Path(run_dir)
+    folder = RunFolder(run_dir)
+    run_dir = folder.path
     if not run_dir.is_dir():
-        raise ValueError(f"run folder {str(run_dir)!r} does not exist")
-    summary_path = run_dir / "summary.json"
-    metrics_path = run_dir / "metrics.csv"
-    if not summary_path.exists() and not metrics_path.exists():
-        raise ValueError(f"{str(run_dir)!r} is not a run folder: it has neither summary.json nor metrics.csv")
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    config_path = run_dir / "config.json"
-    config = json.loads(config_path.read_text()) if config_path.exists() else {}
+        raise RunFolderError(f"run folder {str(run_dir)!r} does not exist")
+    has_summary, has_metrics = folder.exists("summary.json"), folder.exists("metrics.csv")
+    if not has_summary and not has_metrics:
+        raise RunFolderError(f"{str(run_dir)!r} is not a run folder: it has neither summary.json nor metrics.csv")
+    summary = _checked_summary(folder.read_json("summary.json"), run_dir / "summary.json") if has_summary else {}
+    config = folder.read_json("config.json") if folder.exists("config.json") else {}
+    if not isinstance(config, dict):
+        raise RunFolderError(f"{run_dir / 'config.json'}: expected a JSON object, got {type(config).__name__}")
     runs = summary.get("runs") or []
-    if not any(r.get("history") for r in runs) and metrics_path.exists():
-        summary["runs"] = read_metrics_csv(metrics_path)
+    if not any(r.get("history") for r in runs) and has_metrics:
+        try:
+            summary["runs"] = _parse_metrics_csv(io.StringIO(folder.read_text("metrics.csv"), newline=""))
+        except csv.Error as exc:
+            raise RunFolderError(f"{run_dir / 'metrics.csv'}: not valid CSV: {exc}") from None
     summary.setdefault("experiment", run_dir.name)
     return config, summary
+
+
+#: The summary entries a report reads, and the JSON type each must have.
+_SUMMARY_FIELDS = {"runs": list, "table": list, "tables": list, "figures": list, "notes": list}
+
+
+def _checked_summary(summary, where) -> dict:
+    """``summary`` if it has the structure :func:`write_run` writes; a RunFolderError naming the field if not."""
+    def bad(field, expected, got):
+        raise RunFolderError(f"{where}: {field} must be {expected}, got {type(got).__name__} {got!r:.60}")
+
+    if not isinstance(summary, dict):
+        bad("the summary", "a JSON object", summary)
+    for key, kind in _SUMMARY_FIELDS.items():
+        value = summary.get(key)
+        if value is not None and not isinstance(value, kind):
+            bad(repr(key), f"a JSON {kind.__name__}", value)
+    for key in ("runs", "table", "figures"):
+        for i, item in enumerate(summary.get(key) or []):
+            if not isinstance(item, dict):
+                bad(f"{key}[{i}]", "a JSON object", item)
+    for i, run in enumerate(summary.get("runs") or []):
+        if run.get("history") is not None and not isinstance(run["history"], dict):
+            bad(f"runs[{i}].history", "a JSON object of per-epoch lists", run["history"])
+    for i, fig in enumerate(summary.get("figures") or []):
+        if not isinstance(fig.get("file"), str):
+            bad(f"figures[{i}].file", "a file name inside the run folder", fig.get("file"))
+    for i, extra in enumerate(summary.get("tables") or []):
+        if not isinstance(extra, dict) or not isinstance(extra.get("rows", []), list):
+            bad(f"tables[{i}]", "a JSON object with a list of rows", extra)
+    return summary

@@ -2,7 +2,8 @@
 
 A table is a list of row dicts (the columns are the union of their keys, in
 first-seen order). A cell is a number, a string, ``None`` (shown as ``—``), or
-``{"mean": m, "sd": s}`` (shown as ``m ± s``, the spread over seeds).
+``{"mean": m, "sd": s}`` (shown as ``m ± s``, the spread over seeds; with a
+``"flag"`` such as ``"†"``, the flag follows, for a value a note qualifies).
 
 Examples
 --------
@@ -13,6 +14,8 @@ method  accuracy         epochs
 ------  ---------------  ------
 MLP     0.9612 ± 0.0041  12
 RBP     0.95             —
+>>> format_cell({"mean": 0.8899, "sd": None, "flag": "†"})
+'0.8899 †'
 """
 
 from __future__ import annotations
@@ -70,14 +73,24 @@ def format_cell(v) -> str:
         return "—"
     if isinstance(v, dict) and "mean" in v:
         m, s = v.get("mean"), v.get("sd")
+        flag = f" {v['flag']}" if isinstance(v.get("flag"), str) and v["flag"] else ""
         if m is None:
-            return "—"
-        if s is None or (isinstance(s, float) and math.isnan(s)):
-            return _number(m)
-        return _plus_minus(float(m), float(s))
+            return "—" + flag
+        if not _is_number(m) or not (s is None or _is_number(s)):
+            return str(v)
+        try:
+            if s is None or math.isnan(float(s)):
+                return _number(m) + flag
+            return _plus_minus(float(m), float(s)) + flag
+        except (OverflowError, ValueError):  # integers beyond float range
+            return str(v)
     if isinstance(v, (int, float)):
         return _number(v)
     return str(v)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def mean_sd(values) -> dict | None:

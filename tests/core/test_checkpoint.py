@@ -8,6 +8,7 @@ share the code under test's assumptions.
 
 import io
 import json
+import math
 import os
 import pickle
 import zipfile
@@ -350,7 +351,7 @@ BAD_FILES = {
     "empty-file": (_empty_file, r"not a readable \.npz file"),
     "bare-npy": (_bare_npy, r"not a readable \.npz file"),
     "missing": (_missing, r"does not exist"),
-    "directory": (_directory, r"does not exist"),
+    "directory": (_directory, r"is a directory, not a checkpoint file"),
     "extra-member": (_extra_member, r"unexpected member 'README\.txt'; expected only \.npy arrays"),
     "traversal-member": (_path_member, r"unexpected member '\.\./\.\./escape\.sh'"),
 }
@@ -550,7 +551,7 @@ def test_metadata_json_array_is_refused(tmp_path):
         pytest.param({"meta": [1]}, r"'meta' must be a dict", id="meta-list"),
         pytest.param({"optimizer": [1]}, r"'optimizer' must be a dict", id="optimizer-list"),
         pytest.param({"optimizer": {"type": "AdamState", "arrays": [], "scalars": {"count": "x"}}},
-                     r"'optimizer\.scalars\.count' must be a number, got 'x'", id="optimizer-count-string"),
+                     r"'optimizer\.scalars\.count' must be a finite number, got 'x'", id="optimizer-count-string"),
         pytest.param({"optimizer": {"type": "AdamState", "arrays": [], "scalars": {"count": 2.5}}},
                      r"optimizer field 'count' must be an integer, got 2\.5", id="optimizer-count-fraction"),
         pytest.param({"optimizer": {"type": "AdamState", "arrays": [], "scalars": []}},
@@ -732,3 +733,182 @@ def test_resume_needs_a_checkpoint_path():
 def test_module_constants():
     assert C.FORMAT_VERSION == 1
     assert C.MAX_RATIO > 1 and C.MAX_MEMBER_BYTES >= 2**20
+
+
+# -- issue 10: hostile files that used to escape as other exceptions, and best_theta -----------------
+
+
+def _meta_bytes(text: bytes):
+    return np.frombuffer(text, dtype=np.uint8)
+
+
+def _with_meta(tmp_path, meta, **arrays):
+    path = tmp_path / "hostile.npz"
+    arrays = {"theta": np.zeros(4), **arrays}
+    if not isinstance(meta, np.ndarray):
+        meta = _meta(n_params=4, **{"optimizer": {"type": "AdamState", "arrays": ["mu", "nu"], "scalars": {"count": 1}},
+                                    **meta})
+    np.savez(path, **arrays, __meta__=meta)
+    return path
+
+
+def _rng_state(bitgen, **changes):
+    state = json.loads(json.dumps(np.random.Generator(bitgen(0)).bit_generator.state, default=C._json_default))
+    for key, value in changes.items():
+        target = state
+        *parents, last = key.split(".")
+        for p in parents:
+            target = target[p]
+        target[last] = value
+    return state
+
+
+HOSTILE_META = {
+    # json.loads raised RecursionError
+    "deeply-nested-meta": (_meta_bytes(b'{"format": "rbp-checkpoint", "version": 1, "meta": ' + b"[" * 100_000
+                                       + b"]" * 100_000 + b"}"), r"nests deeper than"),
+    "nested-but-parsable": (_meta_bytes(b'{"format": "rbp-checkpoint", "version": 1, "meta": {"a": ' + b"[" * 500
+                                        + b"]" * 500 + b"}}"), r"nests deeper than"),
+    # int(float("inf")) raised OverflowError
+    "infinite-optimizer-count": ({"optimizer": {"type": "AdamState", "arrays": ["mu", "nu"],
+                                                "scalars": {"count": math.inf}}},
+                                 r"'optimizer\.scalars\.count' must be a finite number, got inf"),
+    # int(float("nan")) raised a ValueError without the file name
+    "nan-optimizer-count": ({"optimizer": {"type": "AdamState", "arrays": ["mu", "nu"], "scalars": {"count": math.nan}}},
+                            r"hostile\.npz: metadata field 'optimizer\.scalars\.count' must be a finite number"),
+    # setting the bit generator's state raised OverflowError
+    "rng-huge-state": ({"rng": _rng_state(np.random.PCG64, **{"state.state": 10**100})},
+                       r"invalid random generator state: OverflowError"),
+    # ... or IndexError
+    "rng-short-mt19937-key": ({"rng": {"bit_generator": "MT19937", "state": {"key": [1, 2, 3], "pos": 1}}},
+                          r"invalid random generator state: IndexError"),
+    "rng-short-philox-buffer": ({"rng": _rng_state(np.random.Philox, buffer=[1])}, r"invalid random generator state"),
+    # numpy silently ignored part of the state
+    "rng-short-sfc64-state": ({"rng": _rng_state(np.random.SFC64, **{"state.state": [1]})},
+                          r"does not round-trip through SFC64"),
+    "huge-epoch": ({"epoch": 10**30}, r"'epoch' must be an integer >= 0"),
+    "huge-history-int": ({"history": {"epoch": [10**400]}}, r"'history' must be a dict of lists of numbers"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_META))
+def test_hostile_metadata_raises_checkpoint_error_not_another_exception(tmp_path, case):
+    meta, message = HOSTILE_META[case]
+    path = _with_meta(tmp_path, meta, opt__mu=np.zeros(4), opt__nu=np.zeros(4))
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path, n_params=4, optimizer_state=O.adam().init(np.zeros(4)))
+    if "rng" not in case:  # load_params reads no generator state
+        with pytest.raises(CheckpointError):
+            load_params(path)
+
+
+def test_two_members_of_one_name_are_refused(tmp_path):
+    """zipfile keeps both and numpy silently loaded the second."""
+    path = tmp_path / "dup.npz"
+    with pytest.warns(UserWarning, match="Duplicate name"):
+        _write_zip(path, {"__meta__.npy": _npy_bytes(_meta(n_params=4))})
+        with zipfile.ZipFile(path, "a") as zf:
+            zf.writestr("theta.npy", _npy_bytes(np.zeros(4)))
+            zf.writestr("theta.npy", _npy_bytes(np.ones(4)))
+    for loader in (load_checkpoint, load_params):
+        with pytest.raises(CheckpointError, match=r"two members named 'theta\.npy'"):
+            loader(path)
+
+
+def _zip_of_empty_members(path, n):
+    """A valid zip of ``n`` empty stored members, written directly (zipfile takes seconds for 100 000)."""
+    import struct
+
+    local, central = bytearray(), bytearray()
+    for i in range(n):
+        name = f"m{i}.npy".encode()
+        central += struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, 0, 0, 0, len(name), 0, 0, 0, 0, 0,
+                               len(local)) + name
+        local += struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 0, 0, 0, 0, 0, 0, len(name), 0) + name
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, min(n, 0xFFFF), min(n, 0xFFFF), len(central), len(local), 0)
+    if n > 0xFFFF:  # zip64 end record and locator
+        z64 = struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, n, n, len(central), len(local))
+        loc = struct.pack("<4sLQL", b"PK\x06\x07", 0, len(local) + len(central), 1)
+        end = z64 + loc + end
+    path.write_bytes(bytes(local + central + end))
+    return path
+
+
+@pytest.mark.parametrize("n", [65, 100_000])
+def test_too_many_members_are_refused_fast(tmp_path, n):
+    import time
+
+    path = _zip_of_empty_members(tmp_path / "many.npz", n)
+    assert len(zipfile.ZipFile(path).infolist()) == n  # a zip that the standard library reads
+    t0 = time.perf_counter()
+    with pytest.raises(CheckpointError, match=rf"{n} members; a checkpoint has at most {C.MAX_MEMBERS}"):
+        load_checkpoint(path)
+    assert time.perf_counter() - t0 < 0.2
+
+
+def test_a_negative_shape_header_is_not_called_a_pickle_payload(tmp_path):
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (-2, -2)})
+    path = _write_zip(tmp_path / "neg.npz", {"theta.npy": header.getvalue() + b"\0" * 32,
+                                             "__meta__.npy": _npy_bytes(_meta(n_params=4))})
+    with pytest.raises(CheckpointError, match=r"declares a negative shape \(-2, -2\)") as info:
+        load_checkpoint(path)
+    assert "pickle" not in str(info.value)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+@pytest.mark.parametrize("loader", [load_checkpoint, load_params])
+def test_a_fifo_is_called_a_fifo_and_never_opened(tmp_path, loader):
+    path = tmp_path / "pipe.npz"
+    os.mkfifo(path)  # opening it for reading would block until a writer comes
+    with pytest.raises(CheckpointError, match=r"pipe\.npz is a FIFO \(named pipe\), not a checkpoint file"):
+        loader(path)
+
+
+def _early_stopping_file(tmp_path, best_theta, **best):
+    theta = np.zeros(4)
+    best = {"loss": 0.5, "epoch": 1, **best}
+    return _with_meta(tmp_path, {"best": best}, best_theta=best_theta)
+
+
+@pytest.mark.parametrize("best_theta, best, message", [
+    (np.array([0.0, np.nan, 0.0, 0.0]), {}, r"best_theta contains NaN or inf"),
+    (np.array([0.0, np.inf, 0.0, 0.0]), {}, r"best_theta contains NaN or inf"),
+    (np.zeros(4, dtype=complex), {}, r"best_theta must be a 1-D float array, got shape \(4,\) dtype complex128"),
+    (np.zeros(4, dtype=np.float32), {}, r"best_theta has dtype float32 but theta has float64"),
+    (np.zeros(5), {}, r"best_theta has 5 parameters but the model has 4"),
+    (np.zeros((2, 2)), {}, r"best_theta must be a 1-D float array"),
+    (np.zeros(4), {"loss": math.nan}, r"invalid early-stopping state"),
+    (np.zeros(4), {"epoch": -1}, r"invalid early-stopping state"),
+], ids=["nan", "inf", "complex", "float32", "wrong-size", "2d", "nan-loss", "negative-epoch"])
+def test_best_theta_is_checked_like_theta(tmp_path, best_theta, best, message):
+    """Resuming with early stopping used to return SUCCESS with NaN or complex parameters."""
+    path = _early_stopping_file(tmp_path, best_theta, **best)
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path, n_params=4)
+
+
+def test_a_finished_early_stopping_run_with_nan_best_theta_does_not_resume_as_success(tmp_path):
+    X = np.random.default_rng(0).normal(size=(30, 3))
+    y = (X[:, 0] > 0).astype(int)
+
+    def trainer():
+        return rbp.StaticTrainer(rbp.MLP([3, 4, 2], loss="cross_entropy"), epochs=3, batch_size=10,
+                                 validation_fraction=0.3, early_stopping=5)
+
+    path = tmp_path / "ck.npz"
+    trainer().fit(X, y, rng=0, checkpoint=path)
+    arrays = dict(np.load(path))
+    arrays["best_theta"] = np.full_like(arrays["best_theta"], np.nan)
+    np.savez(path, **arrays)
+    with pytest.raises(CheckpointError, match=r"best_theta contains NaN or inf"):
+        trainer().fit(X, y, rng=0, checkpoint=path, resume=True)
+
+
+def test_integer_history_values_stay_integers(tmp_path):
+    """A resumed metrics.csv wrote the counters as 0.0 where an uninterrupted run wrote 0."""
+    path = save_checkpoint(tmp_path / "ck.npz", np.zeros(2),
+                           history={"n_skipped": [0, np.int64(2)], "loss": [1.0, np.float32(0.5)]})
+    history = load_checkpoint(path)["history"]
+    assert history == {"n_skipped": [0, 2], "loss": [1.0, 0.5]}
+    assert [type(v) for v in history["n_skipped"]] == [int, int]
