@@ -560,7 +560,8 @@ def test_check_grad(data, args, size):
     res = check(lambda: rbp.check_grad(_quadratic, theta, **args), bad, GRAD_VALID)
     if res is not None:
         assert res.success and res.rel_error <= args["rtol"]
-        wrong = lambda x: (_quadratic(x)[0], 1.5 * _quadratic(x)[1] + 1.0)  # noqa: E731
+        # never equal to the true gradient (1.5 g + 1 is, at g = -2)
+        wrong = lambda x: (_quadratic(x)[0], _quadratic(x)[1] + 1.0 + 0.5 * np.abs(_quadratic(x)[1]))  # noqa: E731
         with pytest.raises(GradientCheckError, match=r"gradient check failed"):
             rbp.check_grad(wrong, theta, **args)
 
